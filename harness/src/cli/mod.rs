@@ -1,0 +1,5 @@
+//! One module per `meshward` subcommand: its clap `Args` and its `run`.
+
+pub mod bench;
+pub mod replay;
+pub mod run;

@@ -1,0 +1,40 @@
+//! `meshward`: run requests through a chain of meshward filters in the harness,
+//! benchmark it, and the tools around it (validation, images, audit checks).
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cli;
+
+#[derive(Parser)]
+#[command(name = "meshward", version, about = "meshward filters: harness, tools and checks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send one request through the plugin chain and print the outcome.
+    Run(cli::run::Args),
+    /// Send many requests (JSON lines) through the chain; one outcome line each and a summary.
+    Replay(cli::replay::Args),
+    /// Measure the chain's per-request cost against a pass-through filter in the same run.
+    Bench(cli::bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => cli::run::run(args),
+        Command::Replay(args) => cli::replay::run(args),
+        Command::Bench(args) => cli::bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("meshward: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Code that more than one meshward filter uses.
+//!
+//! Plain Rust with no proxy-wasm dependency: the filters' shells call it, and so
+//! can an upstream service or the `meshward` command line.
+
+pub mod config;
+pub mod filter_state;
