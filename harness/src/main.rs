@@ -21,6 +21,8 @@ enum Command {
     Replay(cli::replay::Args),
     /// Measure the chain's per-request cost against a pass-through filter in the same run.
     Bench(cli::bench::Args),
+    /// Write an Envoy bootstrap (YAML) that runs the manifests' filters behind an mTLS listener.
+    EnvoyConfig(cli::envoy_config::Args),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(args),
         Command::Replay(args) => cli::replay::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::EnvoyConfig(args) => cli::envoy_config::run(args),
     };
     match result {
         Ok(code) => code,
