@@ -5,3 +5,7 @@
 
 pub mod config;
 pub mod filter_state;
+pub mod principal;
+pub mod spiffe;
+pub mod svid;
+pub mod xfcc;
