@@ -3,6 +3,7 @@
 //! Plain Rust with no proxy-wasm dependency: the filters' shells call it, and so
 //! can an upstream service or the `meshward` command line.
 
+pub mod audit;
 pub mod config;
 pub mod filter_state;
 pub mod principal;
