@@ -171,6 +171,20 @@ pub fn verify_url_encoded_pem(encoded: &[u8], now: i64) -> Result<Svid, SvidErro
 
 /// Verifies a PEM certificate (the first `CERTIFICATE` block) at time `now`.
 pub fn verify_pem(pem: &[u8], now: i64) -> Result<Svid, SvidError> {
+    let svid = inspect_pem(pem)?;
+    svid.valid_at(now)?;
+    Ok(svid)
+}
+
+/// Every check of [`verify_url_encoded_pem`] except the validity window: for
+/// a caller that caches the result per connection and re-checks the window
+/// per request with [`Svid::valid_at`].
+pub fn inspect_url_encoded_pem(encoded: &[u8]) -> Result<Svid, SvidError> {
+    inspect_pem(&url_decode(encoded)?)
+}
+
+/// Every check of [`verify_pem`] except the validity window.
+pub fn inspect_pem(pem: &[u8]) -> Result<Svid, SvidError> {
     if pem.len() > MAX_ENCODED_LEN {
         return Err(SvidError::TooLarge);
     }
@@ -178,7 +192,7 @@ pub fn verify_pem(pem: &[u8], now: i64) -> Result<Svid, SvidError> {
     if pem.label != "CERTIFICATE" {
         return Err(SvidError::Pem);
     }
-    verify_der(&pem.contents, now)
+    inspect_der(&pem.contents)
 }
 
 /// Verifies a DER certificate at time `now`.

@@ -1,35 +1,334 @@
-//! meshward `tenant` filter (proxy-wasm shell).
+//! meshward `tenant` filter: SPIFFE tenant isolation.
 //!
-//! Until its own issue lands this filter passes traffic through untouched.
+//! Decides who is calling (the SPIFFE ID of the mTLS peer certificate, or of a
+//! trusted forwarder's XFCC), which tenant that is, and whether it may call
+//! this workload's tenant; denies with a 403 JSON local reply (or only records
+//! in dry-run) and publishes `meshward.principal`, `meshward.tenant` and
+//! `meshward.authz.decision` for later filters. Configuration: `README.md`.
+//!
+//! This file is the proxy-wasm shell only; decisions live in [`engine`] and
+//! the modules it calls, which take and return plain values.
 
+pub mod config;
+pub mod engine;
+pub mod identity;
+pub mod path;
+pub mod policy;
+
+use config::Settings;
+use engine::{Engine, Evaluation};
+use identity::{IdentityCache, PeerIdentity};
+use meshward_shared::filter_state;
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+const FILTER: &str = "tenant";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(TenantRoot { state: Rc::new(State::default()) })
+    });
 }}
 
-struct Root;
+/// What the root context and its streams share (one VM is single-threaded).
+struct State {
+    engine: RefCell<Option<Rc<Engine>>>,
+    cache: RefCell<IdentityCache>,
+    metrics: RefCell<HashMap<String, u32>>,
+}
 
-impl Context for Root {}
+impl Default for State {
+    fn default() -> Self {
+        State {
+            engine: RefCell::new(None),
+            cache: RefCell::new(IdentityCache::new(config::DEFAULT_IDENTITY_CACHE_SIZE)),
+            metrics: RefCell::new(HashMap::new()),
+        }
+    }
+}
 
-impl RootContext for Root {
+impl State {
+    /// Increments a counter, defining it on first use. Names come from a
+    /// bounded set (`engine::metric_names`), so the map stays small.
+    fn count(&self, name: &str) {
+        let mut metrics = self.metrics.borrow_mut();
+        let id = match metrics.get(name) {
+            Some(id) => *id,
+            None => match hostcalls::define_metric(MetricType::Counter, name) {
+                Ok(id) => {
+                    metrics.insert(name.to_string(), id);
+                    id
+                }
+                Err(_) => return,
+            },
+        };
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+struct TenantRoot {
+    state: Rc<State>,
+}
+
+impl Context for TenantRoot {}
+
+impl RootContext for TenantRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let node_namespace = self
+            .get_property(vec!["node", "metadata", "NAMESPACE"])
+            .and_then(|v| String::from_utf8(v).ok());
+        match configure(&bytes, node_namespace) {
+            Ok(engine) => {
+                let _ = hostcalls::log(
+                    LogLevel::Info,
+                    &format!(
+                        "meshward-{FILTER}: configured: destination tenant {}, mode {:?}, {} rules",
+                        engine.destination_tenant,
+                        engine.settings.mode,
+                        engine.settings.policy.rules.len()
+                    ),
+                );
+                *self.state.cache.borrow_mut() =
+                    IdentityCache::new(engine.settings.identity_cache_size);
+                *self.state.engine.borrow_mut() = Some(Rc::new(engine));
+                self.state.count("meshward_tenant.config_reloads");
+                true
+            }
+            Err(e) => {
+                let _ = hostcalls::log(LogLevel::Error, &e.log_line(FILTER));
+                self.state.count("meshward_tenant.config_errors");
+                false
+            }
+        }
+    }
+
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream))
+        Some(Box::new(TenantStream {
+            state: Rc::clone(&self.state),
+        }))
     }
 }
 
-struct Stream;
+/// Parses the config and settles the destination tenant (config first, then
+/// the node's `NAMESPACE` metadata).
+fn configure(
+    bytes: &[u8],
+    node_namespace: Option<String>,
+) -> Result<Engine, meshward_shared::config::ConfigError> {
+    let settings = Settings::parse(bytes)?;
+    let destination_tenant = match (&settings.destination_tenant, node_namespace) {
+        (Some(t), _) => t.clone(),
+        (None, Some(ns)) => {
+            config::validate_tenant_name(&ns).map_err(|e| {
+                meshward_shared::config::ConfigError::new(
+                    "destinationTenant",
+                    format!("node metadata NAMESPACE is not a tenant name: {e}"),
+                )
+            })?;
+            ns
+        }
+        (None, None) => {
+            return Err(meshward_shared::config::ConfigError::new(
+                "destinationTenant",
+                "not set, and node metadata NAMESPACE is absent",
+            ))
+        }
+    };
+    Ok(Engine {
+        settings,
+        destination_tenant,
+    })
+}
 
-impl Context for Stream {}
+struct TenantStream {
+    state: Rc<State>,
+}
 
-impl HttpContext for Stream {
+impl Context for TenantStream {}
+
+impl TenantStream {
+    /// The peer's identity, from the per-connection cache or parsed once.
+    fn peer_identity(&self) -> PeerIdentity {
+        let connection = self
+            .get_property(vec!["connection", "id"])
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_le_bytes);
+        if let Some(conn) = connection {
+            if let Some(hit) = self.state.cache.borrow().get(conn) {
+                return hit.clone();
+            }
+        }
+        let cert = self.get_property(vec!["connection", "peer_certificate"]);
+        let identity = PeerIdentity::from_peer_certificate(cert.as_deref());
+        if let Some(conn) = connection {
+            self.state.cache.borrow_mut().insert(conn, identity.clone());
+        }
+        identity
+    }
+
+    fn apply(&mut self, engine: &Engine, headers: &[(String, String)], ev: Evaluation) -> Action {
+        for name in &ev.remove_headers {
+            self.set_http_request_header(name, None);
+        }
+        if let Some(principal) = &ev.principal {
+            self.set_property(
+                vec![filter_state::PRINCIPAL],
+                Some(principal.as_str().as_bytes()),
+            );
+        }
+        if let Some(tenant) = &ev.caller_tenant {
+            self.set_property(vec![filter_state::TENANT], Some(tenant.as_bytes()));
+        }
+        self.set_property(
+            vec![filter_state::AUTHZ_DECISION],
+            Some(&ev.decision.encode()),
+        );
+        self.state.count(&ev.metric);
+
+        if ev.decision.outcome == filter_state::Outcome::Allow {
+            return Action::Continue;
+        }
+        let request_id = engine::request_id(headers);
+        let reason = ev.decision.reason.as_deref().unwrap_or_default();
+        let _ = hostcalls::log(
+            LogLevel::Info,
+            &format!(
+                "meshward-{FILTER}: {} {} -> tenant {}: reason={} rule={} request_id={}",
+                if ev.deny { "denied" } else { "dry-run denied" },
+                ev.detail.as_deref().unwrap_or_default(),
+                engine.destination_tenant,
+                reason,
+                ev.decision.rule.as_deref().unwrap_or_default(),
+                request_id,
+            ),
+        );
+        if !ev.deny {
+            return Action::Continue;
+        }
+        send_local_response(
+            403,
+            engine::DENIED_DETAILS,
+            &engine::deny_body(reason, request_id),
+            &[("content-type", "application/json")],
+        );
+        Action::Pause
+    }
+}
+
+impl HttpContext for TenantStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        Action::Continue
+        let Some(engine) = self.state.engine.borrow().clone() else {
+            // Envoy does not run a plugin whose configuration was rejected;
+            // should it happen anyway, fail closed.
+            send_local_response(
+                503,
+                "meshward_tenant_unconfigured",
+                br#"{"error":"tenant_unconfigured"}"#,
+                &[("content-type", "application/json")],
+            );
+            return Action::Pause;
+        };
+        let peer = self.peer_identity();
+        let now = self
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let headers = self.get_http_request_headers();
+        let ev = engine.evaluate(&headers, &peer, now);
+        self.apply(&engine, &headers, ev)
+    }
+}
+
+/// `proxy_send_local_response` with response-code details, which the SDK's
+/// `send_http_response` leaves empty.
+fn send_local_response(status: u32, details: &str, body: &[u8], headers: &[(&str, &str)]) {
+    let map = serialize_headers(headers);
+    #[cfg(target_arch = "wasm32")]
+    {
+        #[link(wasm_import_module = "env")]
+        extern "C" {
+            fn proxy_send_local_response(
+                status_code: u32,
+                status_code_details_data: *const u8,
+                status_code_details_size: usize,
+                body_data: *const u8,
+                body_size: usize,
+                headers_data: *const u8,
+                headers_size: usize,
+                grpc_status: i32,
+            ) -> u32;
+        }
+        // SAFETY: every pointer/length pair describes a live slice for the
+        // duration of the call; the host copies them before returning.
+        unsafe {
+            proxy_send_local_response(
+                status,
+                details.as_ptr(),
+                details.len(),
+                body.as_ptr(),
+                body.len(),
+                map.as_ptr(),
+                map.len(),
+                -1,
+            );
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (status, details, body, map);
+    }
+}
+
+/// The proxy-wasm header-map encoding (ARCHITECTURE §4).
+fn serialize_headers(headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+    for (k, v) in headers {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in headers {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_tenant_comes_from_config_then_node_metadata() {
+        let e = configure(br#"{"destinationTenant": "bank-b"}"#, Some("bank-a".into())).unwrap();
+        assert_eq!(e.destination_tenant, "bank-b");
+        let e = configure(b"{}", Some("bank-a".into())).unwrap();
+        assert_eq!(e.destination_tenant, "bank-a");
+        let err = configure(b"{}", None).unwrap_err();
+        assert_eq!(
+            err.log_line("tenant"),
+            "meshward-tenant: invalid config: destinationTenant: not set, and node metadata NAMESPACE is absent"
+        );
+        assert!(configure(b"{}", Some("bank/a".into())).is_err());
+    }
+
+    #[test]
+    fn header_map_serialization_matches_the_abi() {
+        let bytes = serialize_headers(&[("a", "bc")]);
+        assert_eq!(bytes, b"\x01\0\0\0\x01\0\0\0\x02\0\0\0a\0bc\0".to_vec());
     }
 }
