@@ -239,6 +239,16 @@ pub fn load(bytes: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Settin
     validate(config, env)
 }
 
+/// Checks a `pluginConfig` without the VM environment (`meshward validate`):
+/// every key's secret is taken as present and long enough, everything else is
+/// checked exactly as `on_configure` checks it.
+pub fn check(bytes: &[u8]) -> Result<(), ConfigError> {
+    load(bytes, |_| {
+        Some("x".repeat(meshward_shared::audit::MIN_SECRET_BYTES))
+    })
+    .map(|_| ())
+}
+
 fn validate(config: Config, env: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
     let prefix = config.header_prefix;
     let valid_prefix = !prefix.is_empty()
@@ -542,6 +552,13 @@ mod tests {
             let err = load_json(value.clone()).unwrap_err();
             assert_eq!(err.path, path, "{value}: {err}");
         }
+    }
+
+    #[test]
+    fn check_validates_structure_without_secrets() {
+        let v = json!({"signing": {"activeKeyId": "k9", "keys": [{"id": "k9"}]}});
+        assert!(check(v.to_string().as_bytes()).is_ok());
+        assert_eq!(check(b"{}").unwrap_err().path, "signing.activeKeyId");
     }
 
     #[test]
