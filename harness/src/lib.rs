@@ -1,2 +1,3 @@
 //! placeholder
 pub mod envoy_config;
+pub mod oci;

@@ -23,6 +23,8 @@ enum Command {
     Bench(cli::bench::Args),
     /// Write an Envoy bootstrap (YAML) that runs the manifests' filters behind an mTLS listener.
     EnvoyConfig(cli::envoy_config::Args),
+    /// Build, push, pull and pin the filters' OCI images (Istio's compat and oci formats).
+    Oci(cli::oci::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => cli::replay::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::EnvoyConfig(args) => cli::envoy_config::run(args),
+        Command::Oci(args) => cli::oci::run(args),
     };
     match result {
         Ok(code) => code,

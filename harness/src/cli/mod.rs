@@ -4,3 +4,4 @@ pub mod bench;
 pub mod envoy_config;
 pub mod replay;
 pub mod run;
+pub mod oci;
