@@ -1,3 +1,4 @@
 //! placeholder
 pub mod envoy_config;
 pub mod oci;
+pub mod certs;
