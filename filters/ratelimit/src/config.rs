@@ -302,13 +302,14 @@ fn compile_rls(r: RawRls) -> Result<RlsOptions, ConfigError> {
     })
 }
 
-/// Rule names appear in metric names and in structured-field headers.
+/// Rule names appear in dotted metric names and in structured-field
+/// headers, so no dots, quotes or spaces.
 fn valid_rule_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn compile_rule(r: RawRule, have_rls: bool) -> Result<Rule, ConfigError> {
@@ -316,7 +317,7 @@ fn compile_rule(r: RawRule, have_rls: bool) -> Result<Rule, ConfigError> {
         return Err(err(
             "name",
             format!(
-                "must be 1 to 64 characters of [A-Za-z0-9._-] (got `{}`)",
+                "must be 1 to 64 characters of [A-Za-z0-9_-] (got `{}`)",
                 r.name
             ),
         ));

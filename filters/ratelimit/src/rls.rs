@@ -160,6 +160,19 @@ pub fn encode_request(domain: &str, descriptors: Vec<Vec<(String, String)>>) -> 
     .encode_to_vec()
 }
 
+/// Decodes a `RateLimitRequest` (what a rate limit service receives; used by
+/// tests and tools that play the service).
+pub fn decode_request(bytes: &[u8]) -> Result<RateLimitRequest, prost::DecodeError> {
+    use prost::Message;
+    RateLimitRequest::decode(bytes)
+}
+
+/// Encodes a `RateLimitResponse` (what a rate limit service answers).
+pub fn encode_response(response: &RateLimitResponse) -> Vec<u8> {
+    use prost::Message;
+    response.encode_to_vec()
+}
+
 /// What the service answered, in the terms the filter acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
