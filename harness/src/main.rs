@@ -25,6 +25,8 @@ enum Command {
     EnvoyConfig(cli::envoy_config::Args),
     /// Build, push, pull and pin the filters' OCI images (Istio's compat and oci formats).
     Oci(cli::oci::Args),
+    /// Check WasmPlugin manifests against Istio's CRD and each filter's pluginConfig.
+    Validate(cli::validate::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cli::bench::run(args),
         Command::EnvoyConfig(args) => cli::envoy_config::run(args),
         Command::Oci(args) => cli::oci::run(args),
+        Command::Validate(args) => cli::validate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -5,3 +5,4 @@ pub mod envoy_config;
 pub mod replay;
 pub mod run;
 pub mod oci;
+pub mod validate;
