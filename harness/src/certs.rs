@@ -170,7 +170,9 @@ impl TestCa {
     /// A new CA with a fresh P-256 key and common name `name`.
     pub fn new(name: &str) -> Result<TestCa, rcgen::Error> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::OrganizationName, "meshward");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "meshward");
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -201,7 +203,9 @@ impl TestCa {
     /// A leaf as `spec` describes it, signed by this CA.
     pub fn svid(&self, spec: &SvidSpec) -> Result<IssuedSvid, rcgen::Error> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::OrganizationName, "meshward");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "meshward");
         for uri in &spec.uris {
             params
                 .subject_alt_names
@@ -284,13 +288,22 @@ mod tests {
                     .collect()
             })
             .unwrap_or_default();
-        let ca = cert.basic_constraints().unwrap().is_some_and(|b| b.value.ca);
+        let ca = cert
+            .basic_constraints()
+            .unwrap()
+            .is_some_and(|b| b.value.ca);
         let ku = cert
             .key_usage()
             .unwrap()
             .map(|k| (k.value.digital_signature(), k.value.key_cert_sign()));
         let v = cert.validity();
-        (uris, ca, v.not_before.timestamp(), v.not_after.timestamp(), ku)
+        (
+            uris,
+            ca,
+            v.not_before.timestamp(),
+            v.not_after.timestamp(),
+            ku,
+        )
     }
 
     const NOW: i64 = 1_767_225_600;
@@ -305,17 +318,30 @@ mod tests {
         assert!(nb <= NOW && NOW <= na);
         assert_eq!(ku, Some((true, false)));
 
-        let two = ca.svid(&SvidSpec::new(id).extra_uri("spiffe://cluster.local/ns/bank-b/sa/api")).unwrap();
+        let two = ca
+            .svid(&SvidSpec::new(id).extra_uri("spiffe://cluster.local/ns/bank-b/sa/api"))
+            .unwrap();
         assert_eq!(parse(&two.cert_pem).0.len(), 2);
         assert!(parse(&ca.svid(&SvidSpec::new(id).ca_leaf()).unwrap().cert_pem).1);
-        let kcs = ca.svid(&SvidSpec::new(id).key_usage(LeafKeyUsage::KeyCertSign)).unwrap();
+        let kcs = ca
+            .svid(&SvidSpec::new(id).key_usage(LeafKeyUsage::KeyCertSign))
+            .unwrap();
         assert_eq!(parse(&kcs.cert_pem).4, Some((true, true)));
-        let none = ca.svid(&SvidSpec::new(id).key_usage(LeafKeyUsage::None)).unwrap();
+        let none = ca
+            .svid(&SvidSpec::new(id).key_usage(LeafKeyUsage::None))
+            .unwrap();
         assert_eq!(parse(&none.cert_pem).4, None);
-        let (_, _, _, na, _) = parse(&ca.svid(&SvidSpec::new(id).expired_at(NOW)).unwrap().cert_pem);
+        let (_, _, _, na, _) = parse(
+            &ca.svid(&SvidSpec::new(id).expired_at(NOW))
+                .unwrap()
+                .cert_pem,
+        );
         assert_eq!(na, NOW - 1);
-        let (_, _, nb, _, _) =
-            parse(&ca.svid(&SvidSpec::new(id).not_yet_valid_at(NOW)).unwrap().cert_pem);
+        let (_, _, nb, _, _) = parse(
+            &ca.svid(&SvidSpec::new(id).not_yet_valid_at(NOW))
+                .unwrap()
+                .cert_pem,
+        );
         assert!(nb > NOW);
     }
 
@@ -338,7 +364,9 @@ mod tests {
         let (cert, key) = svid.write_to(&dir, "bank-a-api").unwrap();
         assert_eq!(std::fs::read_to_string(ca_path).unwrap(), ca.pem());
         assert_eq!(std::fs::read_to_string(cert).unwrap(), svid.cert_pem);
-        assert!(std::fs::read_to_string(key).unwrap().contains("PRIVATE KEY"));
+        assert!(std::fs::read_to_string(key)
+            .unwrap()
+            .contains("PRIVATE KEY"));
         let _ = std::fs::remove_dir_all(dir);
     }
 }
