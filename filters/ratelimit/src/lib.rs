@@ -257,6 +257,7 @@ impl RootContext for Root {
         Some(Box::new(Stream {
             runtime: self.runtime.clone(),
             pending: None,
+            local_decision: None,
             response_headers: Vec::new(),
             replied: Cell::new(false),
         }))
@@ -273,6 +274,8 @@ struct Pending {
 struct Stream {
     runtime: Option<Rc<Runtime>>,
     pending: Option<Pending>,
+    /// A local dry-run verdict, published once the service admits.
+    local_decision: Option<Decision>,
     /// Added to the response of an admitted request.
     response_headers: Vec<(String, String)>,
     /// This filter sent a local reply (its own response callbacks then run
@@ -306,7 +309,7 @@ impl Context for Stream {
                     Err(e) if code == 0 => format!("undecodable response: {e}"),
                     _ => format!("gRPC status {code}"),
                 };
-                self.service_failed(&rt, &why);
+                self.service_failed(&rt, &why, true);
             }
         }
     }
@@ -427,8 +430,9 @@ impl Stream {
                 true
             }
             Err(status) => {
-                self.service_failed(rt, &format!("dispatch failed: {status:?}"));
-                // service_failed resumed or replied; nothing to wait for.
+                // Envoy answers ParseFailure for an unknown cluster. The
+                // stream is not paused yet: no resume, just go on (or reply).
+                self.service_failed(rt, &format!("call not started: {status:?}"), false);
                 self.replied.get()
             }
         }
@@ -478,13 +482,18 @@ impl Stream {
             Some(rule) => Decision::new(DecisionOutcome::DryRunDeny)
                 .with_rule(name(rule))
                 .with_reason("over_limit_global"),
-            None => Decision::new(DecisionOutcome::Allow),
+            None => self
+                .local_decision
+                .take()
+                .unwrap_or_else(|| Decision::new(DecisionOutcome::Allow)),
         };
         self.publish(decision);
         self.resume();
     }
 
-    fn service_failed(&mut self, rt: &Runtime, why: &str) {
+    /// The service failed (error, timeout, bad answer, call not started):
+    /// `failureModeDeny` decides. `paused`: the request waits for us.
+    fn service_failed(&mut self, rt: &Runtime, why: &str, paused: bool) {
         bump(rt.metrics.service_errors);
         let _ = hostcalls::log(
             LogLevel::Warn,
@@ -503,8 +512,12 @@ impl Stream {
             self.publish(
                 Decision::new(DecisionOutcome::Deny).with_reason("rate_limit_service_error"),
             );
-        } else {
-            self.publish(Decision::new(DecisionOutcome::Allow));
+        } else if paused {
+            let d = self
+                .local_decision
+                .take()
+                .unwrap_or_else(|| Decision::new(DecisionOutcome::Allow));
+            self.publish(d);
             self.resume();
         }
     }
@@ -567,9 +580,7 @@ impl HttpContext for Stream {
                 return Action::Pause;
             }
             // A local dry-run verdict is published if the service admits.
-            if let Some(d) = decision {
-                self.publish(d);
-            }
+            self.local_decision = decision;
             return Action::Pause;
         }
         self.publish(decision.unwrap_or_else(|| Decision::new(DecisionOutcome::Allow)));
