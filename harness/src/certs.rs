@@ -9,7 +9,7 @@
 //! let good = ca.issue("spiffe://cluster.local/ns/bank-a/sa/api").unwrap();
 //! let expired = ca
 //!     .svid(&SvidSpec::new("spiffe://cluster.local/ns/bank-a/sa/api")
-//!         .expired_at(meshward_harness::DEFAULT_START_NANOS / 1_000_000_000))
+//!         .expired_at((meshward_harness::DEFAULT_START_NANOS / 1_000_000_000) as i64))
 //!     .unwrap();
 //! assert!(good.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
 //! assert_ne!(good.cert_pem, expired.cert_pem);
