@@ -28,6 +28,8 @@ pub mod manifest;
 pub mod oci;
 mod process;
 mod proxy;
+pub mod request_file;
+pub mod runner;
 pub mod validate;
 mod vm;
 
