@@ -5,7 +5,6 @@
 pub mod client;
 pub mod echo;
 pub mod envoy;
-pub mod pki;
 
 pub use client::{HttpResponse, MtlsClient, WireRequest};
 pub use echo::{EchoServer, Echoed};

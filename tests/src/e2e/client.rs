@@ -89,7 +89,7 @@ impl MtlsClient {
 
     /// Sends one request on a fresh connection and reads the whole response.
     pub fn send(&self, addr: SocketAddr, req: &WireRequest) -> anyhow::Result<HttpResponse> {
-        let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .with_context(|| format!("connecting to {addr}"))?;
         tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
         tcp.set_write_timeout(Some(Duration::from_secs(20)))?;

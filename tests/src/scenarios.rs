@@ -1,0 +1,691 @@
+//! The scenario suite, defined once and run twice: through the harness
+//! (`meshward_harness::Proxy`) and through a real Envoy, both built from the same
+//! `wasmplugins/*.yaml`. A scenario passes only when both runs meet its
+//! expectations *and* agree with each other (ARCHITECTURE §5: a scenario the
+//! harness and Envoy answer differently is a harness bug until shown otherwise).
+//!
+//! What "agree" means, per request (see [`disagreements`]): the same status; the
+//! upstream reached or not in both; the same set of `x-meshward-*` headers at the
+//! upstream, with equal values except for the scenario's `volatile` ones (ids,
+//! times, signatures — those are checked by the expectation instead); the same
+//! rate-limit headers present in the response; for a local reply, the same
+//! `content-type` and JSON `error`.
+
+use crate::e2e::{EchoServer, Echoed, EnvoyProcess, MtlsClient, TempDir, WireRequest};
+use anyhow::Context as _;
+use meshward_harness::certs::{IssuedSvid as Svid, SvidSpec, TestCa};
+use meshward_harness::envoy_config::{self, Bootstrap, Cluster, ListenerTls, WasmFilter};
+use meshward_harness::manifest::ManifestContext;
+use meshward_harness::{Proxy, Request, Response};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The trust domain of the test mesh (Istio's default).
+pub const TRUST_DOMAIN: &str = "cluster.local";
+
+/// A workload of the bank mesh: its namespace (tenant) and service account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Workload {
+    pub namespace: &'static str,
+    pub service_account: &'static str,
+}
+
+impl Workload {
+    pub fn spiffe_id(&self) -> String {
+        format!(
+            "spiffe://{}/ns/{}/sa/{}",
+            TRUST_DOMAIN, self.namespace, self.service_account
+        )
+    }
+}
+
+pub const BANK_A_API: Workload = Workload {
+    namespace: "bank-a",
+    service_account: "api",
+};
+pub const BANK_A_WEB: Workload = Workload {
+    namespace: "bank-a",
+    service_account: "web",
+};
+pub const BANK_B_API: Workload = Workload {
+    namespace: "bank-b",
+    service_account: "api",
+};
+pub const SHARED_LOGGING: Workload = Workload {
+    namespace: "shared",
+    service_account: "logging",
+};
+pub const INGRESS_GATEWAY: Workload = Workload {
+    namespace: "istio-system",
+    service_account: "istio-ingressgateway-service-account",
+};
+
+/// One request of a scenario, as the caller puts it on the wire.
+#[derive(Debug, Clone)]
+pub struct Send {
+    pub caller: Workload,
+    pub method: &'static str,
+    pub path: String,
+    pub authority: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Send {
+    pub fn get(caller: Workload, path: &str) -> Send {
+        Send {
+            caller,
+            method: "GET",
+            path: path.to_string(),
+            authority: "api.bank-a.svc.cluster.local".to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn post(caller: Workload, path: &str, body: &[u8]) -> Send {
+        Send {
+            method: "POST",
+            body: body.to_vec(),
+            ..Send::get(caller, path)
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Send {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn authority(mut self, authority: &str) -> Send {
+        self.authority = authority.to_string();
+        self
+    }
+}
+
+/// What one request came to, on either side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub status: u16,
+    /// What the upstream received (pseudo-headers left out), if it was reached.
+    pub upstream: Option<Echoed>,
+    pub response_headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Observed {
+    pub fn response_header(&self, name: &str) -> Option<&str> {
+        self.response_headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn upstream_header(&self, name: &str) -> Option<&str> {
+        self.upstream.as_ref().and_then(|u| u.header(name))
+    }
+
+    /// The `error` of a JSON local-reply body.
+    pub fn error(&self) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+        v.get("error")?.as_str().map(str::to_string)
+    }
+
+    fn summary(&self) -> String {
+        match &self.upstream {
+            Some(_) => format!("{} (upstream reached)", self.status),
+            None => format!(
+                "{} (local reply{})",
+                self.status,
+                self.error().map(|e| format!(": {e}")).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// Which side produced an observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Harness,
+    Envoy,
+}
+
+/// A scenario's expectation, checked on each side's observations.
+pub type Expect = fn(&Mesh, &[Observed]) -> Result<(), String>;
+
+/// One scenario of the suite.
+pub struct Scenario {
+    /// States the behaviour, e.g. `cross_tenant_call_is_denied`.
+    pub name: &'static str,
+    /// The workload whose inbound sidecar runs the chain (its `node.metadata.NAMESPACE`
+    /// and its listener certificate).
+    pub callee: Workload,
+    pub requests: Vec<Send>,
+    /// Upstream `x-meshward-*` headers whose values legitimately differ between runs.
+    pub volatile: &'static [&'static str],
+    pub expect: Expect,
+}
+
+/// The test mesh: CA, SVIDs, the manifests, and the secrets served as `valueFrom: HOST`.
+pub struct Mesh {
+    pub ca: TestCa,
+    pub manifests: PathBuf,
+    pub wasm_dir: PathBuf,
+    /// Values for every `vmConfig.env` `valueFrom: HOST` of the manifests.
+    pub host_env: Vec<(String, String)>,
+    svids: std::sync::Mutex<BTreeMap<Workload, Svid>>,
+}
+
+/// The workspace's `wasmplugins/` directory.
+pub fn default_manifests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasmplugins")
+}
+
+impl Mesh {
+    /// A fresh CA; one made-up secret per `valueFrom: HOST` variable of the manifests.
+    pub fn new(manifests: &Path) -> anyhow::Result<Mesh> {
+        let wasm_dir = meshward_harness::manifest::default_wasm_dir();
+        let ctx = ManifestContext {
+            wasm_dir: Some(wasm_dir.clone()),
+            host_env: Vec::new(),
+        };
+        let filters = envoy_config::filters_from_manifests(&[manifests.to_path_buf()], &ctx)?;
+        let mut host_env = Vec::new();
+        for key in filters.iter().flat_map(|f| f.host_env_keys.iter()) {
+            if !host_env.iter().any(|(k, _): &(String, String)| k == key) {
+                host_env.push((
+                    key.clone(),
+                    format!("meshward-e2e-secret-{key}-0123456789abcdef"),
+                ));
+            }
+        }
+        Ok(Mesh {
+            ca: TestCa::new("meshward e2e CA")?,
+            manifests: manifests.to_path_buf(),
+            wasm_dir,
+            host_env,
+            svids: std::sync::Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The workload's SVID (minted once).
+    pub fn svid(&self, workload: Workload) -> anyhow::Result<Svid> {
+        let mut svids = self
+            .svids
+            .lock()
+            .map_err(|_| anyhow::anyhow!("SVID cache poisoned"))?;
+        if let Some(svid) = svids.get(&workload) {
+            return Ok(svid.clone());
+        }
+        // Every workload also serves: the DNS SAN lets the client verify the listener by name.
+        let svid = self
+            .ca
+            .svid(&SvidSpec::new(&workload.spiffe_id()).dns("localhost"))?;
+        svids.insert(workload, svid.clone());
+        Ok(svid)
+    }
+
+    /// The Envoy filters of the manifests.
+    pub fn filters(&self) -> anyhow::Result<Vec<WasmFilter>> {
+        let ctx = ManifestContext {
+            wasm_dir: Some(self.wasm_dir.clone()),
+            host_env: Vec::new(),
+        };
+        envoy_config::filters_from_manifests(&[self.manifests.clone()], &ctx)
+    }
+
+    /// The host-side value of a `valueFrom: HOST` variable.
+    pub fn host_value(&self, key: &str) -> Option<&str> {
+        self.host_env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The JSON the echo upstream answers with, for the harness's upstream too, so
+/// both sides' clients get the same kind of body.
+fn harness_echo(upstream: &meshward_harness::Upstream) -> Response {
+    let echoed = Echoed {
+        method: upstream.method.clone(),
+        path: upstream.path.clone(),
+        headers: upstream
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.starts_with(':'))
+            .cloned()
+            .collect(),
+        body: upstream.body.clone(),
+    };
+    Response::new(200)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&echoed.to_json()).unwrap_or_default())
+}
+
+/// Runs a scenario through the harness: the manifests' chain, two workers,
+/// requests alternating between them.
+pub fn run_harness(mesh: &Mesh, scenario: &Scenario) -> anyhow::Result<Vec<Observed>> {
+    let mut builder = Proxy::builder()
+        .workers(2)
+        .node_metadata("NAMESPACE", scenario.callee.namespace);
+    for (k, v) in &mesh.host_env {
+        builder = builder.host_env(k, v);
+    }
+    for filter in mesh.filters()? {
+        for cluster in envoy_config::referenced_clusters(&filter) {
+            builder = builder.cluster(&cluster);
+        }
+    }
+    let mut proxy = builder
+        .wasm_dir(mesh.wasm_dir.clone())
+        .manifests(std::slice::from_ref(&mesh.manifests))?
+        .build()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    proxy.set_upstream(harness_echo);
+    let mut observed = Vec::new();
+    for (i, send) in scenario.requests.iter().enumerate() {
+        let svid = mesh.svid(send.caller)?;
+        let mut request = Request::new(send.method, &send.path)
+            .authority(&send.authority)
+            .peer_certificate_pem(svid.cert_pem.clone())
+            .worker(i % 2);
+        for (k, v) in &send.headers {
+            request = request.header(k, v);
+        }
+        if !send.body.is_empty() {
+            request = request.body(send.body.clone());
+        }
+        let out = proxy.send(request);
+        let upstream = out.upstream.as_ref().map(|u| Echoed {
+            method: u.method.clone(),
+            path: u.path.clone(),
+            headers: u
+                .headers
+                .iter()
+                .filter(|(k, _)| !k.starts_with(':'))
+                .cloned()
+                .collect(),
+            body: u.body.clone(),
+        });
+        observed.push(Observed {
+            status: out.response.status,
+            upstream,
+            response_headers: out.response.headers.clone(),
+            body: out.response.body.clone(),
+        });
+    }
+    Ok(observed)
+}
+
+/// A started Envoy for one callee, with its upstream and collector.
+pub struct EnvoyRig {
+    pub envoy: EnvoyProcess,
+    pub upstream: EchoServer,
+    /// Answers every cluster the filters' configuration names for `http_call`.
+    pub collector: EchoServer,
+    clients: BTreeMap<Workload, MtlsClient>,
+    _dir: TempDir,
+}
+
+impl EnvoyRig {
+    /// Envoy with the manifests' chain in front of an echo upstream, as `callee`'s
+    /// inbound sidecar, with `concurrency` worker threads.
+    pub fn start(mesh: &Mesh, callee: Workload, concurrency: u32) -> anyhow::Result<EnvoyRig> {
+        let dir = TempDir::new("rig")?;
+        let server = mesh.svid(callee)?;
+        let upstream = EchoServer::start()?;
+        let collector = EchoServer::start()?;
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse()?;
+        let mut bootstrap = Bootstrap::new(any, any, upstream.addr());
+        bootstrap.tls = Some(ListenerTls {
+            ca: dir.write("ca.pem", mesh.ca.pem())?,
+            cert: dir.write("server.pem", &server.cert_pem)?,
+            key: dir.write("server.key", &server.key_pem)?,
+        });
+        bootstrap.node_id = format!(
+            "sidecar~127.0.0.1~{}.{}~{0}.svc.cluster.local",
+            callee.service_account, callee.namespace
+        );
+        bootstrap
+            .node_metadata
+            .insert("NAMESPACE".into(), callee.namespace.into());
+        bootstrap.filters = mesh.filters()?;
+        let mut named = BTreeSet::new();
+        for filter in &bootstrap.filters {
+            named.extend(envoy_config::referenced_clusters(filter));
+        }
+        for name in named {
+            bootstrap
+                .clusters
+                .push(Cluster::http1(name, collector.addr()));
+        }
+        let envoy = EnvoyProcess::start(&bootstrap, concurrency, &mesh.host_env)?;
+        Ok(EnvoyRig {
+            envoy,
+            upstream,
+            collector,
+            clients: BTreeMap::new(),
+            _dir: dir,
+        })
+    }
+
+    /// A client presenting `caller`'s SVID.
+    pub fn client(&mut self, mesh: &Mesh, caller: Workload) -> anyhow::Result<MtlsClient> {
+        if let Some(client) = self.clients.get(&caller) {
+            return Ok(client.clone());
+        }
+        let svid = mesh.svid(caller)?;
+        let client = MtlsClient::new(
+            mesh.ca.pem(),
+            Some((&svid.cert_pem, &svid.key_pem)),
+            "localhost",
+        )?;
+        self.clients.insert(caller, client.clone());
+        Ok(client)
+    }
+}
+
+/// Runs a scenario through a real Envoy (`--concurrency 2`), one request after another.
+pub fn run_envoy(mesh: &Mesh, scenario: &Scenario) -> anyhow::Result<(Vec<Observed>, EnvoyRig)> {
+    let mut rig = EnvoyRig::start(mesh, scenario.callee, 2)?;
+    let mut observed = Vec::new();
+    for send in &scenario.requests {
+        let client = rig.client(mesh, send.caller)?;
+        let before = rig.upstream.count();
+        let response = client
+            .send(
+                rig.envoy.listener(),
+                &WireRequest {
+                    method: send.method.to_string(),
+                    path: send.path.clone(),
+                    authority: send.authority.clone(),
+                    headers: send.headers.clone(),
+                    body: send.body.clone(),
+                },
+            )
+            .with_context(|| format!("{}: {} {}", scenario.name, send.method, send.path))?;
+        let received = rig.upstream.received();
+        let upstream = (received.len() > before).then(|| received[received.len() - 1].clone());
+        observed.push(Observed {
+            status: response.status,
+            upstream,
+            response_headers: response.headers,
+            body: response.body,
+        });
+    }
+    Ok((observed, rig))
+}
+
+/// Response headers whose presence must agree.
+const COMPARED_RESPONSE_HEADERS: &[&str] = &[
+    "retry-after",
+    "ratelimit",
+    "ratelimit-policy",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+];
+
+/// Every way the two runs differ, one line each (empty: they agree).
+pub fn disagreements(scenario: &Scenario, harness: &[Observed], envoy: &[Observed]) -> Vec<String> {
+    let mut out = Vec::new();
+    if harness.len() != envoy.len() {
+        out.push(format!(
+            "{} requests in the harness, {} in Envoy",
+            harness.len(),
+            envoy.len()
+        ));
+    }
+    for (i, (h, e)) in harness.iter().zip(envoy).enumerate() {
+        let at = format!("request {i}");
+        if h.status != e.status || h.upstream.is_some() != e.upstream.is_some() {
+            out.push(format!(
+                "{at}: harness {} / Envoy {}",
+                h.summary(),
+                e.summary()
+            ));
+            continue;
+        }
+        if let (Some(hu), Some(eu)) = (&h.upstream, &e.upstream) {
+            let names = |u: &Echoed| -> BTreeSet<String> {
+                u.headers
+                    .iter()
+                    .map(|(k, _)| k.clone())
+                    .filter(|k| k.starts_with("x-meshward-"))
+                    .collect()
+            };
+            let (hn, en) = (names(hu), names(eu));
+            if hn != en {
+                out.push(format!(
+                    "{at}: upstream x-meshward-* headers: harness {hn:?} / Envoy {en:?}"
+                ));
+            }
+            for name in hn.intersection(&en) {
+                if scenario.volatile.contains(&name.as_str()) {
+                    continue;
+                }
+                if hu.header(name) != eu.header(name) {
+                    out.push(format!(
+                        "{at}: upstream {name}: harness {:?} / Envoy {:?}",
+                        hu.header(name),
+                        eu.header(name)
+                    ));
+                }
+            }
+        } else {
+            if h.response_header("content-type") != e.response_header("content-type") {
+                out.push(format!(
+                    "{at}: local reply content-type: harness {:?} / Envoy {:?}",
+                    h.response_header("content-type"),
+                    e.response_header("content-type")
+                ));
+            }
+            if h.error() != e.error() {
+                out.push(format!(
+                    "{at}: local reply error: harness {:?} / Envoy {:?}",
+                    h.error(),
+                    e.error()
+                ));
+            }
+        }
+        for name in COMPARED_RESPONSE_HEADERS {
+            let (hv, ev) = (h.response_header(name), e.response_header(name));
+            if hv.is_some() != ev.is_some() {
+                out.push(format!(
+                    "{at}: response {name}: harness {hv:?} / Envoy {ev:?}"
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The result of running one scenario on both sides.
+pub struct Report {
+    pub harness: Vec<Observed>,
+    pub envoy: Vec<Observed>,
+    pub rig: EnvoyRig,
+    /// Expectation failures per side, and disagreements; empty when the scenario passed.
+    pub failures: Vec<String>,
+    pub harness_time: Duration,
+    pub envoy_time: Duration,
+}
+
+/// Runs a scenario through both sides and checks expectations and agreement.
+pub fn run_both(mesh: &Mesh, scenario: &Scenario) -> anyhow::Result<Report> {
+    let t = Instant::now();
+    let harness =
+        run_harness(mesh, scenario).with_context(|| format!("{}: harness", scenario.name))?;
+    let harness_time = t.elapsed();
+    let t = Instant::now();
+    let (envoy, rig) =
+        run_envoy(mesh, scenario).with_context(|| format!("{}: Envoy", scenario.name))?;
+    let envoy_time = t.elapsed();
+    let mut failures = Vec::new();
+    for (side, observed) in [(Side::Harness, &harness), (Side::Envoy, &envoy)] {
+        if let Err(e) = (scenario.expect)(mesh, observed) {
+            failures.push(format!("{side:?}: {e}"));
+        }
+    }
+    for d in disagreements(scenario, &harness, &envoy) {
+        failures.push(format!("harness/Envoy disagree: {d}"));
+    }
+    Ok(Report {
+        harness,
+        envoy,
+        rig,
+        failures,
+        harness_time,
+        envoy_time,
+    })
+}
+
+/// Runs a scenario on both sides and panics with every failure, Envoy's wasm log
+/// attached, if it did not pass.
+pub fn assert_scenario(mesh: &Mesh, scenario: &Scenario) {
+    let report = match run_both(mesh, scenario) {
+        Ok(report) => report,
+        Err(e) => panic!("{}: {e:#}", scenario.name),
+    };
+    eprintln!(
+        "scenario {}: harness {:?}, Envoy {:?} (start {:?}); statuses harness {:?} / Envoy {:?}",
+        scenario.name,
+        report.harness_time,
+        report.envoy_time,
+        report.rig.envoy.started_in(),
+        report.harness.iter().map(|o| o.status).collect::<Vec<_>>(),
+        report.envoy.iter().map(|o| o.status).collect::<Vec<_>>(),
+    );
+    if !report.failures.is_empty() {
+        panic!(
+            "scenario {} failed:\n  {}\nEnvoy wasm log:\n{}",
+            scenario.name,
+            report.failures.join("\n  "),
+            report.rig.envoy.wasm_log_lines().join("\n")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The suite. Expectations are what the bank mesh's manifests promise
+// (ARCHITECTURE §1, §3); each must hold in the harness and in Envoy alike.
+
+/// Upstream headers that carry per-request ids, times or signatures.
+pub const AUDIT_VOLATILE: &[&str] = &["x-meshward-audit", "x-meshward-audit-signature"];
+
+fn expect_status(o: &[Observed], i: usize, status: u16) -> Result<(), String> {
+    let got = o.get(i).ok_or_else(|| format!("no request {i}"))?;
+    if got.status != status {
+        return Err(format!(
+            "request {i}: expected {status}, got {}",
+            got.summary()
+        ));
+    }
+    Ok(())
+}
+
+fn expect_reached(o: &[Observed], i: usize, reached: bool) -> Result<(), String> {
+    let got = o.get(i).ok_or_else(|| format!("no request {i}"))?;
+    if got.upstream.is_some() != reached {
+        return Err(format!(
+            "request {i}: upstream {} reached, got {}",
+            if reached { "should be" } else { "must not be" },
+            got.summary()
+        ));
+    }
+    Ok(())
+}
+
+fn expect_json_local_reply(o: &[Observed], i: usize) -> Result<(), String> {
+    let got = o.get(i).ok_or_else(|| format!("no request {i}"))?;
+    if got.response_header("content-type") != Some("application/json") || got.error().is_none() {
+        return Err(format!(
+            "request {i}: local reply should be JSON with an `error`, got content-type {:?} body {:?}",
+            got.response_header("content-type"),
+            String::from_utf8_lossy(&got.body)
+        ));
+    }
+    Ok(())
+}
+
+/// A caller of the callee's own tenant reaches it.
+pub fn same_tenant_call_is_allowed() -> Scenario {
+    Scenario {
+        name: "same_tenant_call_is_allowed",
+        callee: BANK_A_API,
+        requests: vec![Send::get(BANK_A_WEB, "/accounts/1")],
+        volatile: AUDIT_VOLATILE,
+        expect: |_, o| {
+            expect_status(o, 0, 200)?;
+            expect_reached(o, 0, true)
+        },
+    }
+}
+
+/// A caller of another tenant gets 403 and never reaches the callee.
+pub fn cross_tenant_call_is_denied() -> Scenario {
+    Scenario {
+        name: "cross_tenant_call_is_denied",
+        callee: BANK_A_API,
+        requests: vec![Send::get(BANK_B_API, "/accounts/1")],
+        volatile: AUDIT_VOLATILE,
+        expect: |_, o| {
+            expect_status(o, 0, 403)?;
+            expect_reached(o, 0, false)?;
+            expect_json_local_reply(o, 0)
+        },
+    }
+}
+
+/// A bank-b workload that claims, in `x-forwarded-client-cert` and in
+/// `x-meshward-*` headers, to be bank-a is still bank-b: it is not a trusted
+/// forwarder, so neither claim counts.
+pub fn forged_identity_is_not_believed() -> Scenario {
+    let forged = BANK_A_WEB.spiffe_id();
+    Scenario {
+        name: "forged_identity_is_not_believed",
+        callee: BANK_A_API,
+        requests: vec![Send::get(BANK_B_API, "/accounts/1")
+            .header(
+                "x-forwarded-client-cert",
+                &format!("By={};URI={forged}", BANK_A_API.spiffe_id()),
+            )
+            .header("x-meshward-principal", &forged)
+            .header("x-meshward-tenant", "bank-a")],
+        volatile: AUDIT_VOLATILE,
+        expect: |_, o| {
+            expect_status(o, 0, 403)?;
+            expect_reached(o, 0, false)
+        },
+    }
+}
+
+/// Headers a client forges in the filters' own namespace never reach the
+/// upstream as sent: the upstream sees only what the filters vouch for.
+pub fn forged_meshward_headers_do_not_reach_the_upstream() -> Scenario {
+    Scenario {
+        name: "forged_meshward_headers_do_not_reach_the_upstream",
+        callee: BANK_A_API,
+        requests: vec![Send::get(BANK_A_WEB, "/accounts/1")
+            .header("x-meshward-tenant", "bank-b")
+            .header("x-meshward-principal", &BANK_B_API.spiffe_id())
+            .header("x-meshward-audit", "v=1;rid=forged")
+            .header("x-meshward-audit-signature", "k1:forged")],
+        volatile: AUDIT_VOLATILE,
+        expect: |_, o| {
+            expect_status(o, 0, 200)?;
+            expect_reached(o, 0, true)?;
+            for (name, forged) in [
+                ("x-meshward-tenant", "bank-b".to_string()),
+                ("x-meshward-principal", BANK_B_API.spiffe_id()),
+                ("x-meshward-audit", "v=1;rid=forged".to_string()),
+                ("x-meshward-audit-signature", "k1:forged".to_string()),
+            ] {
+                if o[0].upstream_header(name) == Some(forged.as_str()) {
+                    return Err(format!("the forged {name} reached the upstream"));
+                }
+            }
+            Ok(())
+        },
+    }
+}
