@@ -27,6 +27,8 @@ enum Command {
     Oci(cli::oci::Args),
     /// Check WasmPlugin manifests against Istio's CRD and each filter's pluginConfig.
     Validate(cli::validate::Args),
+    /// Verify audit records (signatures, chains, gaps) and audit headers.
+    Audit(cli::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::EnvoyConfig(args) => cli::envoy_config::run(args),
         Command::Oci(args) => cli::oci::run(args),
         Command::Validate(args) => cli::validate::run(args),
+        Command::Audit(args) => cli::audit::run(args),
     };
     match result {
         Ok(code) => code,

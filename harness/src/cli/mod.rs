@@ -1,5 +1,6 @@
 //! One module per `meshward` subcommand: its clap `Args` and its `run`.
 
+pub mod audit;
 pub mod bench;
 pub mod envoy_config;
 pub mod replay;
