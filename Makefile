@@ -28,7 +28,7 @@ all: build
 
 build:
 	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(FILTERS) $(TEST_WASM))
-	@ls -l $(WASM_DIR)/*.wasm | awk '{printf "  %-48s %9d bytes\n", $$9, $$5}'
+	@ls -l $(WASM_DIR)/*.wasm | awk '{printf "  %-56s %9d bytes\n", $$9, $$5}'
 
 $(MESHWARD): build
 	$(CARGO) build -p meshward-harness --bin meshward

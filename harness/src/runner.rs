@@ -154,11 +154,18 @@ pub fn describe(outcome: &Outcome) -> String {
         None if outcome.reset => "stream reset".to_string(),
         None => "upstream".to_string(),
     };
-    let error = serde_json::from_slice::<serde_json::Value>(&outcome.response.body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
-    match error {
-        Some(e) if outcome.local_reply.is_some() => format!("{} {who}: {e}", outcome.status()),
+    let body = serde_json::from_slice::<serde_json::Value>(&outcome.response.body).ok();
+    let field = |name: &str| {
+        body.as_ref()
+            .and_then(|v| v.get(name))
+            .and_then(|e| e.as_str())
+            .map(str::to_string)
+    };
+    match (field("error"), field("reason")) {
+        (Some(e), Some(r)) if outcome.local_reply.is_some() => {
+            format!("{} {who}: {e}, reason {r}", outcome.status())
+        }
+        (Some(e), None) if outcome.local_reply.is_some() => format!("{} {who}: {e}", outcome.status()),
         _ => format!("{} {who}", outcome.status()),
     }
 }
