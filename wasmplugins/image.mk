@@ -11,6 +11,7 @@ IMAGE_REPO ?= ghcr.io/meshward
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 IMAGE_FORMAT ?= compat
 IMAGE_OUT ?= target/oci
+IMAGE_MANIFESTS ?= wasmplugins
 MESHWARD_OCI ?= cargo run -q -p meshward-harness --bin meshward -- oci
 IMAGE_FILTERS := meshward-waf meshward-tenant meshward-ratelimit meshward-audit
 
@@ -19,7 +20,7 @@ image:
 	cargo build --release --target wasm32-wasip1 $(addprefix -p ,$(IMAGE_FILTERS))
 	$(MESHWARD_OCI) build --out $(IMAGE_OUT) --repo $(IMAGE_REPO) --tag $(IMAGE_TAG) \
 		--digest-file $(IMAGE_OUT)/digests.txt
-	$(MESHWARD_OCI) pin --manifests wasmplugins --digest-file $(IMAGE_OUT)/digests.txt \
+	$(MESHWARD_OCI) pin --manifests $(IMAGE_MANIFESTS) --digest-file $(IMAGE_OUT)/digests.txt \
 		--format $(IMAGE_FORMAT)
 
 image-push: image
