@@ -221,13 +221,6 @@ impl Config {
         names
     }
 
-    /// Whether any rule matches on or keys by the source address.
-    pub fn needs_source_ip(&self) -> bool {
-        self.rules
-            .iter()
-            .any(|r| r.key.source_ip || !r.matches.source_cidrs.is_empty())
-    }
-
     /// Whether any rule asks the rate limit service.
     pub fn has_global_rules(&self) -> bool {
         self.rules.iter().any(|r| r.global)
@@ -497,7 +490,6 @@ mod tests {
         assert_eq!(c.rules[1].limit.period_ns, 60 * NANOS_PER_SEC);
         assert_eq!(c.rules[1].matches.methods, vec!["POST"]);
         assert_eq!(c.needed_headers(), vec!["x-api-key", "x-channel"]);
-        assert!(c.needs_source_ip());
         assert!(c.has_global_rules());
         assert!(c.headers.ietf && c.headers.x_rate_limit && c.headers.on_allowed);
         assert_eq!(c.rls.unwrap().timeout_ms, 50);

@@ -95,7 +95,7 @@ use meshward_shared::filter_state::{self, Decision, Outcome as DecisionOutcome};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -190,7 +190,8 @@ struct Runtime {
     limiter: Limiter,
     metrics: Metrics,
     needed_headers: Vec<String>,
-    needs_source_ip: bool,
+    /// `Decision{outcome: allow}`, encoded once.
+    allow_bytes: Vec<u8>,
 }
 
 struct Root {
@@ -242,7 +243,7 @@ impl RootContext for Root {
         );
         self.runtime = Some(Rc::new(Runtime {
             needed_headers: config.needed_headers(),
-            needs_source_ip: config.needs_source_ip(),
+            allow_bytes: Decision::new(DecisionOutcome::Allow).encode(),
             limiter: Limiter::new(config, table),
             metrics,
         }));
@@ -315,24 +316,94 @@ impl Context for Stream {
     }
 }
 
-impl Stream {
-    fn header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-            .ok()
-            .flatten()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
+/// A request header; non-UTF-8 bytes are read lossily (the SDK's
+/// `get_http_request_header` would panic on them).
+fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Request facts read from the host on first use.
+struct LazyFacts<'r> {
+    rt: &'r Runtime,
+    tenant: OnceCell<Option<String>>,
+    principal: OnceCell<Option<String>>,
+    method: OnceCell<String>,
+    path: OnceCell<String>,
+    source_ip: OnceCell<Option<IpAddr>>,
+    /// Parallel to `Runtime::needed_headers`.
+    headers: Vec<OnceCell<Option<String>>>,
+}
+
+impl<'r> LazyFacts<'r> {
+    fn new(rt: &'r Runtime) -> Self {
+        LazyFacts {
+            rt,
+            tenant: OnceCell::new(),
+            principal: OnceCell::new(),
+            method: OnceCell::new(),
+            path: OnceCell::new(),
+            source_ip: OnceCell::new(),
+            headers: rt.needed_headers.iter().map(|_| OnceCell::new()).collect(),
+        }
+    }
+}
+
+impl rules::Facts for LazyFacts<'_> {
+    fn tenant(&self) -> Option<&str> {
+        self.tenant
+            .get_or_init(|| property_string(filter_state::path(filter_state::TENANT)))
+            .as_deref()
     }
 
+    fn principal(&self) -> Option<&str> {
+        self.principal
+            .get_or_init(|| property_string(filter_state::path(filter_state::PRINCIPAL)))
+            .as_deref()
+    }
+
+    fn method(&self) -> &str {
+        self.method
+            .get_or_init(|| request_header(":method").unwrap_or_default())
+    }
+
+    fn path(&self) -> &str {
+        self.path
+            .get_or_init(|| request_header(":path").unwrap_or_default())
+    }
+
+    fn source_ip(&self) -> Option<IpAddr> {
+        *self.source_ip.get_or_init(|| {
+            property_string(vec!["source", "address"]).and_then(|a| parse_source(&a))
+        })
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        let i = self.rt.needed_headers.iter().position(|n| n == name)?;
+        self.headers
+            .get(i)?
+            .get_or_init(|| request_header(name))
+            .as_deref()
+    }
+}
+
+impl Stream {
     fn request_id(&self) -> String {
-        self.header("x-request-id")
+        request_header("x-request-id")
             .or_else(|| property_string(vec!["request", "id"]))
             .unwrap_or_default()
     }
 
     fn publish(&self, decision: Decision) {
+        self.publish_bytes(&decision.encode());
+    }
+
+    fn publish_bytes(&self, bytes: &[u8]) {
         let _ = hostcalls::set_property(
             filter_state::path(filter_state::RATELIMIT_DECISION),
-            Some(&decision.encode()),
+            Some(bytes),
         );
     }
 
@@ -395,7 +466,7 @@ impl Stream {
 
     /// Starts the rate limit service call for the global rules that applied;
     /// `true` when the request must wait for it.
-    fn start_global(&mut self, rt: &Runtime, req: &rules::Request<'_>) -> bool {
+    fn start_global(&mut self, rt: &Runtime, req: &impl rules::Facts) -> bool {
         let Some(opts) = &rt.limiter.config.rls else {
             return false;
         };
@@ -545,28 +616,10 @@ impl HttpContext for Stream {
             return Action::Continue;
         };
         bump(rt.metrics.requests);
-        let tenant = property_string(filter_state::path(filter_state::TENANT));
-        let principal = property_string(filter_state::path(filter_state::PRINCIPAL));
-        let method = self.header(":method").unwrap_or_default();
-        let path = self.header(":path").unwrap_or_default();
-        let source_ip = if rt.needs_source_ip {
-            property_string(vec!["source", "address"]).and_then(|a| parse_source(&a))
-        } else {
-            None
-        };
-        let headers: Vec<(String, String)> = rt
-            .needed_headers
-            .iter()
-            .filter_map(|n| self.header(n).map(|v| (n.clone(), v)))
-            .collect();
-        let req = rules::Request {
-            tenant: tenant.as_deref(),
-            principal: principal.as_deref(),
-            method: &method,
-            path: &path,
-            source_ip,
-            headers: &headers,
-        };
+        // Facts are read from the host on first use: matching stops at the
+        // first failing condition, so a request costs only the reads its
+        // decision needs (every host call is per-request cost).
+        let req = LazyFacts::new(&rt);
         let outcome = rt.limiter.check(&HostStore, &req, now_nanos());
         let decision = self.apply_local(&rt, &outcome);
         if self.replied.get() {
@@ -583,7 +636,10 @@ impl HttpContext for Stream {
             self.local_decision = decision;
             return Action::Pause;
         }
-        self.publish(decision.unwrap_or_else(|| Decision::new(DecisionOutcome::Allow)));
+        match decision {
+            Some(d) => self.publish(d),
+            None => self.publish_bytes(&rt.allow_bytes),
+        }
         Action::Continue
     }
 

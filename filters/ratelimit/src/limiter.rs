@@ -14,7 +14,7 @@
 
 use crate::config::Config;
 use crate::gcra::Verdict;
-use crate::rules::{KeyHasher, Request};
+use crate::rules::{Facts, KeyHasher};
 use crate::store::{Located, SharedStore, SlotTable, MAX_ATTEMPTS};
 
 /// What one applicable rule decided.
@@ -102,7 +102,7 @@ impl Limiter {
     }
 
     /// Decides `req` at `now_ns` (Unix nanoseconds) and records admissions.
-    pub fn check(&self, store: &impl SharedStore, req: &Request<'_>, now_ns: u64) -> Outcome {
+    pub fn check(&self, store: &impl SharedStore, req: &impl Facts, now_ns: u64) -> Outcome {
         let mut out = Outcome::default();
         let mut pending: Vec<Pending> = Vec::new();
         for (i, rule) in self.config.rules.iter().enumerate() {
@@ -176,6 +176,7 @@ impl Limiter {
 mod tests {
     use super::*;
     use crate::gcra::NANOS_PER_SEC as S;
+    use crate::rules::Request;
     use crate::store::{MemStore, Record};
 
     const T0: u64 = 1_767_225_600 * S;

@@ -12,7 +12,35 @@ use serde::Deserialize;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
-/// The facts about one request that rules look at. Header names are lower
+/// The facts about a request that rules look at, asked for lazily: matching
+/// stops at the first condition that fails, so a shell that reads each fact
+/// from the host on first use makes only the host calls a decision needs.
+pub trait Facts {
+    /// `meshward.tenant` from filter state, written by the tenant filter.
+    fn tenant(&self) -> Option<&str>;
+    /// `meshward.principal` (a verified SPIFFE ID) from filter state.
+    fn principal(&self) -> Option<&str>;
+    fn method(&self) -> &str;
+    /// `:path`, possibly with a query string.
+    fn path(&self) -> &str;
+    fn source_ip(&self) -> Option<IpAddr>;
+    /// A request header by lower-case name (only names the configuration
+    /// uses are ever asked for).
+    fn header(&self, name: &str) -> Option<&str>;
+
+    /// A caller is authenticated when the tenant filter verified its principal.
+    fn authenticated(&self) -> bool {
+        self.principal().is_some_and(|p| !p.is_empty())
+    }
+}
+
+/// The path without its query string or fragment.
+pub fn path_only(path: &str) -> &str {
+    let end = path.find(['?', '#']).unwrap_or(path.len());
+    path.get(..end).unwrap_or(path)
+}
+
+/// Request facts as plain values (tests, tools). Header names are lower
 /// case; only the headers the configuration names need to be present.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
@@ -27,23 +55,32 @@ pub struct Request<'a> {
     pub headers: &'a [(String, String)],
 }
 
-impl<'a> Request<'a> {
-    /// A caller is authenticated when the tenant filter verified its principal.
-    pub fn authenticated(&self) -> bool {
-        self.principal.is_some_and(|p| !p.is_empty())
+impl Facts for Request<'_> {
+    fn tenant(&self) -> Option<&str> {
+        self.tenant
     }
 
-    pub fn header(&self, name: &str) -> Option<&'a str> {
+    fn principal(&self) -> Option<&str> {
+        self.principal
+    }
+
+    fn method(&self) -> &str {
+        self.method
+    }
+
+    fn path(&self) -> &str {
+        self.path
+    }
+
+    fn source_ip(&self) -> Option<IpAddr> {
+        self.source_ip
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-    }
-
-    /// The path without its query string or fragment.
-    pub fn path_only(&self) -> &'a str {
-        let end = self.path.find(['?', '#']).unwrap_or(self.path.len());
-        self.path.get(..end).unwrap_or(self.path)
     }
 }
 
@@ -182,7 +219,7 @@ pub struct Match {
 }
 
 impl Match {
-    pub fn matches(&self, req: &Request<'_>) -> bool {
+    pub fn matches(&self, req: &impl Facts) -> bool {
         let identity_ok = match self.identity {
             Identity::Any => true,
             Identity::Authenticated => req.authenticated(),
@@ -191,19 +228,19 @@ impl Match {
         identity_ok
             && (self.tenants.is_empty()
                 || req
-                    .tenant
+                    .tenant()
                     .is_some_and(|t| self.tenants.iter().any(|x| x == t)))
             && (self.principals.is_empty()
                 || req
-                    .principal
+                    .principal()
                     .is_some_and(|p| self.principals.iter().any(|x| x.matches(p))))
             && (self.methods.is_empty()
                 || self
                     .methods
                     .iter()
-                    .any(|m| m.eq_ignore_ascii_case(req.method)))
+                    .any(|m| m.eq_ignore_ascii_case(req.method())))
             && (self.path_prefixes.is_empty() || {
-                let path = req.path_only();
+                let path = path_only(req.path());
                 self.path_prefixes
                     .iter()
                     .any(|p| path.starts_with(p.as_str()))
@@ -214,7 +251,7 @@ impl Match {
             })
             && (self.source_cidrs.is_empty()
                 || req
-                    .source_ip
+                    .source_ip()
                     .is_some_and(|ip| self.source_cidrs.iter().any(|c| c.contains(ip))))
     }
 }
@@ -362,7 +399,7 @@ impl Rule {
     /// The identity of the request's bucket under this rule, or `None` when
     /// the rule does not apply. Equal requests give equal fingerprints in
     /// every worker VM (same module, same hasher).
-    pub fn fingerprint(&self, req: &Request<'_>) -> Option<u64> {
+    pub fn fingerprint(&self, req: &impl Facts) -> Option<u64> {
         if !self.matches.matches(req) {
             return None;
         }
@@ -375,7 +412,7 @@ impl Rule {
     /// The rate limit service descriptor for this rule: `("rule", name)`
     /// followed by one entry per key part (Envoy's conventions where it has
     /// one: `remote_address`, the header name, the template's variables).
-    pub fn descriptor(&self, req: &Request<'_>) -> Option<Vec<(String, String)>> {
+    pub fn descriptor(&self, req: &impl Facts) -> Option<Vec<(String, String)>> {
         let mut entries = vec![("rule".to_string(), self.name.clone())];
         self.visit_key(req, |_, key, value| {
             entries.push((key.to_string(), value.to_string()))
@@ -385,22 +422,22 @@ impl Rule {
 
     /// Calls `f(tag, descriptor key, value)` for each key part; false when
     /// a part is missing.
-    fn visit_key<'r>(&self, req: &Request<'r>, mut f: impl FnMut(u8, &str, &str)) -> bool {
+    fn visit_key(&self, req: &impl Facts, mut f: impl FnMut(u8, &str, &str)) -> bool {
         let k = &self.key;
         if k.tenant {
-            match req.tenant {
+            match req.tenant() {
                 Some(t) if !t.is_empty() => f(b't', "tenant", t),
                 _ => return false,
             }
         }
         if k.principal {
-            match req.principal {
+            match req.principal() {
                 Some(p) if !p.is_empty() => f(b'p', "principal", p),
                 _ => return false,
             }
         }
         if k.source_ip {
-            match req.source_ip {
+            match req.source_ip() {
                 Some(ip) => f(b'i', "remote_address", &ip.to_canonical().to_string()),
                 None => return false,
             }
@@ -413,7 +450,7 @@ impl Rule {
         }
         if let Some(t) = &k.path_template {
             let mut any = false;
-            let ok = t.match_path(req.path_only(), |name, value| {
+            let ok = t.match_path(path_only(req.path()), |name, value| {
                 any = true;
                 f(b'v', name, value)
             });
