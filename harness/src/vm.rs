@@ -53,6 +53,7 @@ type F2 = TypedFunc<(i32, i32), ()>;
 type F2R = TypedFunc<(i32, i32), i32>;
 type F3 = TypedFunc<(i32, i32, i32), ()>;
 type F3R = TypedFunc<(i32, i32, i32), i32>;
+type F5 = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
 /// The plugin's callbacks; each is optional, as the ABI says.
 pub(crate) struct Callbacks {
@@ -70,7 +71,7 @@ pub(crate) struct Callbacks {
     pub delete: Option<F1>,
     pub tick: Option<F1>,
     pub queue_ready: Option<F2>,
-    pub http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    pub http_call_response: Option<F5>,
     pub grpc_receive_initial_metadata: Option<F3>,
     pub grpc_receive: Option<F3>,
     pub grpc_receive_trailing_metadata: Option<F3>,

@@ -54,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let specs = request_file::read(&args.requests)?;
     let mut runner = Runner::new(chain)?;
     println!("chain: {}", runner.plugin_names().join(" → "));
-    println!("{:>4}  {:<46}  {}", "#", "request", "outcome");
+    println!("{:>4}  {:<46}  outcome", "#", "request");
     let mut by_outcome: BTreeMap<String, usize> = BTreeMap::new();
     let (mut sent, mut unexpected) = (0usize, 0usize);
     let mut records = Vec::new();
