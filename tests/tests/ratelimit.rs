@@ -2,8 +2,10 @@
 //! VMs sharing one process's shared data, a virtual clock, and a programmed
 //! rate limit service.
 
-use meshward_harness::{GrpcReply, Outcome, Phase, PluginSpec, Proxy, Request};
+use meshward_harness::certs::TestCa;
+use meshward_harness::{FailStrategy, GrpcReply, Outcome, Phase, PluginSpec, Proxy, Request};
 use meshward_ratelimit::rls;
+use meshward_shared::audit::{extract_record_lines, LOG_PREFIX};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -552,5 +554,110 @@ fn the_shipped_bank_manifest_loads_and_limits_unauthenticated_callers_by_ip() {
         p.send(Request::get("/healthz").source("10.9.9.10:1234"))
             .status(),
         200
+    );
+}
+
+// ----- with the tenant filter (identity) and the audit filter (decision) ----
+
+fn identity_chain(config: Value) -> Proxy {
+    Proxy::builder()
+        .workers(2)
+        .node_metadata("NAMESPACE", "bank-a")
+        .plugin(
+            PluginSpec::new("tenant", wasm("tenant"))
+                .config_json(json!({"tenants": ["bank-a", "bank-b"]}))
+                .phase(Phase::Authz)
+                .priority(200),
+        )
+        .plugin(limiter(config))
+        .plugin(
+            PluginSpec::new("audit", wasm("audit"))
+                .config_json(json!({"signing": {"activeKeyId": "k1", "keys": [{"id": "k1"}]}}))
+                .env("MESHWARD_AUDIT_KEY_K1", "k1-ratelimit-test-secret-0001")
+                .phase(Phase::Stats)
+                .fail_strategy(FailStrategy::FailClose),
+        )
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The ratelimit decision of each audit record, in order: (outcome, rule).
+fn ratelimit_decisions(p: &Proxy) -> Vec<(String, Option<String>)> {
+    p.logs()
+        .iter()
+        .filter(|l| l.message.contains(LOG_PREFIX))
+        .flat_map(|l| extract_record_lines(&l.message))
+        .map(|line| {
+            let rec: Value = serde_json::from_str(&line).unwrap();
+            let d = &rec["decisions"]["ratelimit"];
+            (
+                d["outcome"].as_str().unwrap_or("absent").to_string(),
+                d["rule"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn per_caller_inside_per_tenant_both_hold_and_a_rejection_spends_no_tenant_quota() {
+    let mut p = identity_chain(json!({"rules": [
+        {"name": "per-tenant", "match": {"identity": "authenticated"}, "key": {"tenant": true},
+         "limit": {"requests": 1, "per": "hour", "burst": 3}},
+        {"name": "per-caller", "match": {"identity": "authenticated"}, "key": {"principal": true},
+         "limit": {"requests": 1, "per": "hour", "burst": 2}}]}));
+    let ca = TestCa::new("meshward ratelimit test CA").unwrap();
+    let web = ca.issue("spiffe://cluster.local/ns/bank-a/sa/web").unwrap();
+    let api = ca.issue("spiffe://cluster.local/ns/bank-a/sa/api").unwrap();
+    let call = |p: &mut Proxy, who: &str, w: usize| {
+        p.send(
+            Request::get("/accounts/1")
+                .authority("api.bank-a")
+                .peer_certificate_pem(who.to_string())
+                .worker(w),
+        )
+        .status()
+    };
+    // web: its own burst of 2, then limited by per-caller.
+    let web_statuses: Vec<u16> = (0..3).map(|i| call(&mut p, &web.cert_pem, i % 2)).collect();
+    assert_eq!(web_statuses, vec![200, 200, 429]);
+    // api: the tenant has 3 - 2 = 1 left (web's rejected request spent none).
+    let api_statuses: Vec<u16> = (0..2).map(|i| call(&mut p, &api.cert_pem, i % 2)).collect();
+    assert_eq!(api_statuses, vec![200, 429]);
+    let allow = ("allow".to_string(), None);
+    let deny = |rule: &str| ("deny".to_string(), Some(rule.to_string()));
+    assert_eq!(
+        ratelimit_decisions(&p),
+        vec![
+            allow.clone(),
+            allow.clone(),
+            deny("per-caller"),
+            allow,
+            deny("per-tenant")
+        ],
+        "the decision in filter state reaches the audit record"
+    );
+}
+
+#[test]
+fn dry_run_decision_reaches_the_audit_record() {
+    let mut p = identity_chain(json!({"rules": [
+        {"name": "per-caller", "dryRun": true, "key": {"principal": true},
+         "limit": {"requests": 1, "per": "hour", "burst": 1}}]}));
+    let ca = TestCa::new("meshward ratelimit test CA").unwrap();
+    let web = ca.issue("spiffe://cluster.local/ns/bank-a/sa/web").unwrap();
+    for _ in 0..2 {
+        let out = p.send(
+            Request::get("/accounts/1")
+                .authority("api.bank-a")
+                .peer_certificate_pem(web.cert_pem.clone()),
+        );
+        assert_eq!(out.status(), 200);
+    }
+    assert_eq!(
+        ratelimit_decisions(&p),
+        vec![
+            ("allow".to_string(), None),
+            ("dry_run_deny".to_string(), Some("per-caller".to_string()))
+        ]
     );
 }
