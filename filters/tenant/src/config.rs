@@ -117,10 +117,14 @@ pub enum HeaderPattern {
 }
 
 impl HeaderPattern {
-    pub fn matches(&self, lowercase_name: &str) -> bool {
+    /// Matches a header name, ignoring ASCII case (the pattern is lowercase).
+    pub fn matches(&self, name: &str) -> bool {
         match self {
-            HeaderPattern::Exact(e) => lowercase_name == e,
-            HeaderPattern::Prefix(p) => lowercase_name.starts_with(p.as_str()),
+            HeaderPattern::Exact(e) => name.eq_ignore_ascii_case(e),
+            HeaderPattern::Prefix(p) => name
+                .as_bytes()
+                .get(..p.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes())),
         }
     }
 }
@@ -596,6 +600,8 @@ mod tests {
     fn header_patterns_match_lowercase_names() {
         let p = compile_header_pattern("X-Meshward-*").unwrap();
         assert!(p.matches("x-meshward-tenant"));
+        assert!(p.matches("X-MESHWARD-Tenant"));
+        assert!(!p.matches("x-meshward"));
         assert!(!p.matches("x-other"));
     }
 }

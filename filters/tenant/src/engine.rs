@@ -85,11 +85,13 @@ impl Engine {
 
         let mut remove_headers: Vec<String> = Vec::new();
         for (name, _) in headers {
-            let lower = name.to_ascii_lowercase();
-            let strip = settings.strip_headers.iter().any(|p| p.matches(&lower))
-                || (lower == XFCC && !resolution.peer_is_trusted_forwarder);
-            if strip && !remove_headers.contains(&lower) {
-                remove_headers.push(lower);
+            let strip = settings.strip_headers.iter().any(|p| p.matches(name))
+                || (!resolution.peer_is_trusted_forwarder && name.eq_ignore_ascii_case(XFCC));
+            if strip {
+                let lower = name.to_ascii_lowercase();
+                if !remove_headers.contains(&lower) {
+                    remove_headers.push(lower);
+                }
             }
         }
 
