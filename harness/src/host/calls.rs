@@ -26,13 +26,21 @@ fn read_map(caller: &mut Cx<'_>, ptr: i32, len: i32) -> Result<Headers, Status> 
     abi::deserialize_map(&bytes).ok_or(Status::ParseFailure)
 }
 
-/// The cluster name, or BAD_ARGUMENT when the process has no such cluster.
-fn known_cluster(caller: &mut Cx<'_>, ptr: i32, len: i32) -> Result<String, Status> {
+/// The cluster name, or `unknown` when the process has no such cluster:
+/// Envoy answers BAD_ARGUMENT for an HTTP call but PARSE_FAILURE for a gRPC
+/// call or stream (the name is first parsed as a GrpcService proto; spec v0.2.1
+/// says the same).
+fn known_cluster(
+    caller: &mut Cx<'_>,
+    ptr: i32,
+    len: i32,
+    unknown: Status,
+) -> Result<String, Status> {
     let cluster = mem::read_string(caller, ptr, len)?;
     if caller.data().process.borrow().clusters.contains(&cluster) {
         Ok(cluster)
     } else {
-        Err(Status::BadArgument)
+        Err(unknown)
     }
 }
 
@@ -54,8 +62,15 @@ fn proxy_http_call(
         return Ok(Status::InternalFailure.code());
     }
     let call = (|| {
-        let cluster = known_cluster(&mut caller, upstream_ptr, upstream_len)?;
+        let cluster = known_cluster(&mut caller, upstream_ptr, upstream_len, Status::BadArgument)?;
         let headers = read_map(&mut caller, headers_ptr, headers_len)?;
+        // Envoy refuses a call without :path, :method and :authority.
+        if [":path", ":method", ":authority"]
+            .iter()
+            .any(|h| crate::exchange::find_header(&headers, h).is_none())
+        {
+            return Err(Status::BadArgument);
+        }
         let body = mem::read(&mut caller, body_ptr, body_len)?;
         let trailers = read_map(&mut caller, trailers_ptr, trailers_len)?;
         Ok::<_, Status>((cluster, headers, body, trailers))
@@ -106,7 +121,12 @@ fn proxy_grpc_call(
         return Ok(Status::InternalFailure.code());
     }
     let call = (|| {
-        let cluster = known_cluster(&mut caller, upstream_ptr, upstream_len)?;
+        let cluster = known_cluster(
+            &mut caller,
+            upstream_ptr,
+            upstream_len,
+            Status::ParseFailure,
+        )?;
         let service = mem::read_string(&mut caller, service_ptr, service_len)?;
         let method = mem::read_string(&mut caller, method_ptr, method_len)?;
         let initial_metadata = read_map(&mut caller, metadata_ptr, metadata_len)?;
@@ -157,7 +177,12 @@ fn proxy_grpc_stream(
         return Ok(Status::InternalFailure.code());
     }
     let open = (|| {
-        let cluster = known_cluster(&mut caller, upstream_ptr, upstream_len)?;
+        let cluster = known_cluster(
+            &mut caller,
+            upstream_ptr,
+            upstream_len,
+            Status::ParseFailure,
+        )?;
         let service = mem::read_string(&mut caller, service_ptr, service_len)?;
         let method = mem::read_string(&mut caller, method_ptr, method_len)?;
         let metadata = read_map(&mut caller, metadata_ptr, metadata_len)?;
@@ -168,7 +193,7 @@ fn proxy_grpc_stream(
         Err(s) => return Ok(s.code()),
     };
     let host = caller.data_mut();
-    let token = host.new_grpc_token();
+    let token = host.new_grpc_stream_token();
     host.grpc_streams.insert(
         token,
         (cluster, service, method, metadata, Duration::from_secs(0)),
@@ -194,10 +219,14 @@ fn proxy_grpc_send(
     };
     let host = caller.data_mut();
     let token = token as u32;
+    // As Envoy: a token that is not a stream's is BAD_ARGUMENT, an unknown stream NOT_FOUND.
+    if token & 3 != 2 {
+        return Ok(Status::BadArgument.code());
+    }
     let Some((cluster, service, method, metadata, timeout)) =
         host.grpc_streams.get(&token).cloned()
     else {
-        return Ok(Status::BadArgument.code());
+        return Ok(Status::NotFound.code());
     };
     let root_context = host.root_context;
     host.new_calls.push(NewCall {
@@ -215,10 +244,20 @@ fn proxy_grpc_send(
     Ok(Status::Ok.code())
 }
 
+/// gRPC call tokens are 4n+1 and stream tokens 4n+2; Envoy answers
+/// BAD_ARGUMENT for any other token (an HTTP call's, say) and NOT_FOUND for an
+/// unknown call or stream.
+fn is_grpc_token(token: u32) -> bool {
+    matches!(token & 3, 1 | 2)
+}
+
 /// Cancels a call or stream: no callback will follow.
 fn proxy_grpc_cancel(mut caller: Cx<'_>, token: i32) -> HostResult {
     let host = caller.data_mut();
     let token = token as u32;
+    if !is_grpc_token(token) {
+        return Ok(Status::BadArgument.code());
+    }
     let before = host.calls_in_flight.len();
     host.calls_in_flight.retain(|t| *t != token);
     let was_stream = host.grpc_streams.remove(&token).is_some();
@@ -233,6 +272,9 @@ fn proxy_grpc_cancel(mut caller: Cx<'_>, token: i32) -> HostResult {
 fn proxy_grpc_close(mut caller: Cx<'_>, token: i32) -> HostResult {
     let host = caller.data_mut();
     let token = token as u32;
+    if !is_grpc_token(token) {
+        return Ok(Status::BadArgument.code());
+    }
     if host.grpc_streams.remove(&token).is_some() {
         Ok(Status::Ok.code())
     } else if host.calls_in_flight.contains(&token) {
@@ -244,16 +286,20 @@ fn proxy_grpc_close(mut caller: Cx<'_>, token: i32) -> HostResult {
     }
 }
 
-/// The gRPC status of the call whose callback is running.
+/// The gRPC status of the call whose callback is running. Outside such a
+/// callback Envoy answers OK with what it holds (code 0, no message); the spec
+/// lists no other status than INVALID_MEMORY_ACCESS.
 fn proxy_get_status(
     mut caller: Cx<'_>,
     return_code: i32,
     return_message_ptr: i32,
     return_message_size: i32,
 ) -> HostResult {
-    let Some((code, message)) = caller.data().grpc_status.clone() else {
-        return Ok(Status::NotFound.code());
-    };
+    let (code, message) = caller
+        .data()
+        .grpc_status
+        .clone()
+        .unwrap_or((0, String::new()));
     if let Err(s) = mem::write_u32(&mut caller, return_code, code) {
         return Ok(s.code());
     }

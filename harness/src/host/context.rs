@@ -47,44 +47,49 @@ fn proxy_done(mut caller: Cx<'_>) -> HostResult {
     Ok(Status::Ok.code())
 }
 
-/// The HTTP stream types of the effective context, or the status to return.
-fn http_stream(caller: &Cx<'_>, stream_type: i32) -> Result<(u32, StreamType), Status> {
+/// The stream context behind the effective context, if it is one. As in
+/// Envoy, stream actions asked for by a context without a stream (a root
+/// context) are accepted and do nothing.
+fn stream_context(caller: &Cx<'_>) -> Option<u32> {
     let host = caller.data();
-    if !matches!(
+    matches!(
         host.contexts.get(&host.effective_context),
         Some(ContextKind::Stream(_))
-    ) {
-        return Err(Status::NotFound);
-    }
-    match StreamType::from_raw(stream_type) {
-        Some(s @ (StreamType::HttpRequest | StreamType::HttpResponse)) => {
-            Ok((host.effective_context, s))
-        }
-        _ => Err(Status::BadArgument),
-    }
+    )
+    .then_some(host.effective_context)
 }
 
+/// Envoy's answers: HTTP_REQUEST / HTTP_RESPONSE resume the stream (OK),
+/// DOWNSTREAM is OK (no TCP filter here), UPSTREAM is UNIMPLEMENTED, anything
+/// else BAD_ARGUMENT.
 fn proxy_continue_stream(mut caller: Cx<'_>, stream_type: i32) -> HostResult {
-    match http_stream(&caller, stream_type) {
-        Ok((context, stream)) => {
-            caller
-                .data_mut()
-                .effects
-                .push(Effect::Continue { context, stream });
-            Ok(Status::Ok.code())
-        }
-        Err(status) => Ok(status.code()),
+    let stream = match StreamType::from_raw(stream_type) {
+        Some(s @ (StreamType::HttpRequest | StreamType::HttpResponse)) => s,
+        Some(StreamType::Downstream) => return Ok(Status::Ok.code()),
+        Some(StreamType::Upstream) => return Ok(Status::Unimplemented.code()),
+        None => return Ok(Status::BadArgument.code()),
+    };
+    if let Some(context) = stream_context(&caller) {
+        caller
+            .data_mut()
+            .effects
+            .push(Effect::Continue { context, stream });
     }
+    Ok(Status::Ok.code())
 }
 
+/// Envoy resets the HTTP stream for HTTP_REQUEST / HTTP_RESPONSE; every known
+/// stream type answers OK, anything else BAD_ARGUMENT.
 fn proxy_close_stream(mut caller: Cx<'_>, stream_type: i32) -> HostResult {
-    match http_stream(&caller, stream_type) {
-        Ok((context, _)) => {
-            caller.data_mut().effects.push(Effect::Close { context });
-            Ok(Status::Ok.code())
-        }
-        Err(status) => Ok(status.code()),
+    let http = match StreamType::from_raw(stream_type) {
+        Some(StreamType::HttpRequest | StreamType::HttpResponse) => true,
+        Some(_) => false,
+        None => return Ok(Status::BadArgument.code()),
+    };
+    if let (true, Some(context)) = (http, stream_context(&caller)) {
+        caller.data_mut().effects.push(Effect::Close { context });
     }
+    Ok(Status::Ok.code())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -99,11 +104,7 @@ fn proxy_send_local_response(
     headers_len: i32,
     _grpc_status: i32,
 ) -> HostResult {
-    let host = caller.data();
-    let context = host.effective_context;
-    if !matches!(host.contexts.get(&context), Some(ContextKind::Stream(_))) {
-        return Ok(Status::NotFound.code());
-    }
+    let context = stream_context(&caller);
     let details = match mem::read(&mut caller, details_ptr, details_len) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(s) => return Ok(s.code()),
@@ -122,6 +123,10 @@ fn proxy_send_local_response(
     if !(100..=999).contains(&status_code) {
         return Ok(Status::BadArgument.code());
     }
+    // Outside a stream (a root context) Envoy accepts the call and sends nothing.
+    let Some(context) = context else {
+        return Ok(Status::Ok.code());
+    };
     caller.data_mut().effects.push(Effect::LocalReply {
         context,
         status: status_code as u32,

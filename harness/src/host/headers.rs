@@ -102,10 +102,12 @@ fn proxy_get_header_map_size(mut caller: Cx<'_>, kind: i32, return_size: i32) ->
     let Some(kind) = MapType::from_raw(kind) else {
         return Ok(Status::BadArgument.code());
     };
-    let size = with_map(caller.data_mut(), kind, Access::Read, |m| {
+    // Unlike the pairs, the size of a map that is not available is BAD_ARGUMENT (Envoy).
+    let Some(size) = with_map(caller.data_mut(), kind, Access::Read, |m| {
         abi::serialize_map(m).len()
-    })
-    .unwrap_or(0);
+    }) else {
+        return Ok(Status::BadArgument.code());
+    };
     Ok(mem::status(mem::write_u32(
         &mut caller,
         return_size,

@@ -72,7 +72,8 @@ fn with_metric(caller: &Cx<'_>, id: i32, f: impl FnOnce(&mut Metric) -> Status) 
 
 fn proxy_increment_metric(caller: Cx<'_>, id: i32, offset: i64) -> HostResult {
     Ok(with_metric(&caller, id, |m| match m.kind {
-        MetricType::Counter if offset < 0 => Status::BadArgument,
+        // Envoy adds only positive deltas to a counter: 0 and below are BAD_ARGUMENT.
+        MetricType::Counter if offset <= 0 => Status::BadArgument,
         MetricType::Counter => {
             m.value = m.value.saturating_add(offset);
             Status::Ok

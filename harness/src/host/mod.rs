@@ -214,6 +214,7 @@ pub(crate) struct HostState {
     next_metric_index: u32,
     next_http_token: u32,
     next_grpc_token: u32,
+    next_grpc_stream_token: u32,
     /// Open gRPC streams: token → (cluster, service, method, metadata, timeout).
     pub grpc_streams: HashMap<u32, (String, String, String, Headers, Duration)>,
     /// Streams that have had their initial metadata.
@@ -252,6 +253,7 @@ impl HostState {
             next_metric_index: 1,
             next_http_token: 0,
             next_grpc_token: 0,
+            next_grpc_stream_token: 0,
             grpc_streams: HashMap::new(),
             grpc_streams_answered: Default::default(),
             calls_in_flight: Vec::new(),
@@ -277,10 +279,16 @@ impl HostState {
         self.next_http_token * 4
     }
 
-    /// Envoy's gRPC tokens: 5, 9, 13… (odd, so they never collide with http ones).
+    /// Envoy's gRPC call tokens: 5, 9, 13… (the low 2 bits tell the kind).
     pub fn new_grpc_token(&mut self) -> u32 {
         self.next_grpc_token += 1;
         self.next_grpc_token * 4 + 1
+    }
+
+    /// Envoy's gRPC stream tokens: 6, 10, 14…
+    pub fn new_grpc_stream_token(&mut self) -> u32 {
+        self.next_grpc_stream_token += 1;
+        self.next_grpc_stream_token * 4 + 2
     }
 
     pub fn new_metric_id(&mut self, kind: MetricType) -> u32 {

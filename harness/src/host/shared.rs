@@ -109,7 +109,9 @@ fn proxy_register_shared_queue(
     };
     let id = {
         let host = caller.data();
-        let owner = (host.vm, host.effective_context);
+        // proxy_on_queue_ready goes to the root context, even when a stream
+        // context registered the queue (proxy-wasm-cpp-host registers the root's id).
+        let owner = (host.vm, host.root_context);
         let vm_id = host.plugin.vm_id.clone();
         let mut process = host.process.borrow_mut();
         match process
