@@ -111,6 +111,9 @@ pub struct Observed {
     pub upstream: Option<Echoed>,
     pub response_headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When the request was sent, from the scenario's first request: real time
+    /// in Envoy; always zero in the harness, whose clock stands still.
+    pub sent_at: Duration,
 }
 
 impl Observed {
@@ -163,7 +166,23 @@ pub struct Scenario {
     pub requests: Vec<Send>,
     /// Upstream `x-meshward-*` headers whose values legitimately differ between runs.
     pub volatile: &'static [&'static str],
+    /// For rate-limited scenarios: the limit's refill interval. Real time passes
+    /// in Envoy while the harness's clock stands still, so Envoy may admit one
+    /// more request per interval elapsed than the harness; that is not a disagreement.
+    pub refill: Option<Duration>,
     pub expect: Expect,
+}
+
+impl Scenario {
+    /// How many extra admissions real time allows by the time of `last`.
+    pub fn refill_allowance(&self, last: Option<&Observed>) -> usize {
+        match (self.refill, last) {
+            (Some(interval), Some(o)) if !interval.is_zero() => {
+                (o.sent_at.as_nanos() / interval.as_nanos()) as usize
+            }
+            _ => 0,
+        }
+    }
 }
 
 /// The test mesh: CA, SVIDs, the manifests, and the secrets served as `valueFrom: HOST`.
@@ -174,11 +193,6 @@ pub struct Mesh {
     /// Values for every `vmConfig.env` `valueFrom: HOST` of the manifests.
     pub host_env: Vec<(String, String)>,
     svids: std::sync::Mutex<BTreeMap<Workload, Svid>>,
-}
-
-/// The workspace's `wasmplugins/` directory.
-pub fn default_manifests() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasmplugins")
 }
 
 impl Mesh {
@@ -312,6 +326,7 @@ pub fn run_harness(mesh: &Mesh, scenario: &Scenario) -> anyhow::Result<Vec<Obser
             upstream,
             response_headers: out.response.headers.clone(),
             body: out.response.body.clone(),
+            sent_at: Duration::ZERO,
         });
     }
     Ok(observed)
@@ -389,7 +404,9 @@ impl EnvoyRig {
 pub fn run_envoy(mesh: &Mesh, scenario: &Scenario) -> anyhow::Result<(Vec<Observed>, EnvoyRig)> {
     let mut rig = EnvoyRig::start(mesh, scenario.callee, 2)?;
     let mut observed = Vec::new();
+    let first = Instant::now();
     for send in &scenario.requests {
+        let sent_at = first.elapsed();
         let client = rig.client(mesh, send.caller)?;
         let before = rig.upstream.count();
         let response = client
@@ -411,6 +428,7 @@ pub fn run_envoy(mesh: &Mesh, scenario: &Scenario) -> anyhow::Result<(Vec<Observ
             upstream,
             response_headers: response.headers,
             body: response.body,
+            sent_at,
         });
     }
     Ok((observed, rig))
@@ -436,8 +454,15 @@ pub fn disagreements(scenario: &Scenario, harness: &[Observed], envoy: &[Observe
             envoy.len()
         ));
     }
+    let mut refills = scenario.refill_allowance(envoy.last());
     for (i, (h, e)) in harness.iter().zip(envoy).enumerate() {
         let at = format!("request {i}");
+        let refilled =
+            h.status == 429 && h.upstream.is_none() && e.status == 200 && e.upstream.is_some();
+        if refilled && refills > 0 {
+            refills -= 1;
+            continue;
+        }
         if h.status != e.status || h.upstream.is_some() != e.upstream.is_some() {
             out.push(format!(
                 "{at}: harness {} / Envoy {}",
@@ -615,6 +640,7 @@ pub fn same_tenant_call_is_allowed() -> Scenario {
         callee: BANK_A_API,
         requests: vec![Send::get(BANK_A_WEB, "/accounts/1")],
         volatile: AUDIT_VOLATILE,
+        refill: None,
         expect: |_, o| {
             expect_status(o, 0, 200)?;
             expect_reached(o, 0, true)
@@ -629,6 +655,7 @@ pub fn cross_tenant_call_is_denied() -> Scenario {
         callee: BANK_A_API,
         requests: vec![Send::get(BANK_B_API, "/accounts/1")],
         volatile: AUDIT_VOLATILE,
+        refill: None,
         expect: |_, o| {
             expect_status(o, 0, 403)?;
             expect_reached(o, 0, false)?;
@@ -653,6 +680,7 @@ pub fn forged_identity_is_not_believed() -> Scenario {
             .header("x-meshward-principal", &forged)
             .header("x-meshward-tenant", "bank-a")],
         volatile: AUDIT_VOLATILE,
+        refill: None,
         expect: |_, o| {
             expect_status(o, 0, 403)?;
             expect_reached(o, 0, false)
@@ -672,6 +700,7 @@ pub fn forged_meshward_headers_do_not_reach_the_upstream() -> Scenario {
             .header("x-meshward-audit", "v=1;rid=forged")
             .header("x-meshward-audit-signature", "k1:forged")],
         volatile: AUDIT_VOLATILE,
+        refill: None,
         expect: |_, o| {
             expect_status(o, 0, 200)?;
             expect_reached(o, 0, true)?;
@@ -688,4 +717,133 @@ pub fn forged_meshward_headers_do_not_reach_the_upstream() -> Scenario {
             Ok(())
         },
     }
+}
+
+/// Requests in [`burst_beyond_the_limit_is_rejected`]: the manifests' rule
+/// `payments-per-account` admits a burst of 10 per caller and account.
+pub const PAYMENTS_BURST: usize = 10;
+/// `payments-per-account` refills one request every 2 s (30 per minute).
+pub const PAYMENTS_REFILL: Duration = Duration::from_secs(2);
+const BURST_REQUESTS: usize = PAYMENTS_BURST + 4;
+
+/// A caller that sends a burst of transfers for one account gets the burst
+/// admitted and the rest rejected with 429 and `retry-after`.
+pub fn burst_beyond_the_limit_is_rejected() -> Scenario {
+    Scenario {
+        name: "burst_beyond_the_limit_is_rejected",
+        callee: BANK_A_API,
+        requests: (0..BURST_REQUESTS)
+            .map(|_| {
+                Send::post(
+                    BANK_A_WEB,
+                    "/accounts/42/transfers",
+                    br#"{"amount":"10.00"}"#,
+                )
+            })
+            .collect(),
+        volatile: AUDIT_VOLATILE,
+        refill: Some(PAYMENTS_REFILL),
+        expect: |_, o| {
+            let mut refills = burst_beyond_the_limit_is_rejected().refill_allowance(o.last());
+            for i in 0..BURST_REQUESTS {
+                if i < PAYMENTS_BURST {
+                    expect_status(o, i, 200)?;
+                    expect_reached(o, i, true)?;
+                } else if o.get(i).is_some_and(|o| o.status == 200) && refills > 0 {
+                    // A token refilled while Envoy's burst was under way.
+                    refills -= 1;
+                } else {
+                    expect_status(o, i, 429)?;
+                    expect_reached(o, i, false)?;
+                    expect_json_local_reply(o, i)?;
+                    if o[i].response_header("retry-after").is_none() {
+                        return Err(format!("request {i}: 429 without retry-after"));
+                    }
+                }
+            }
+            Ok(())
+        },
+    }
+}
+
+/// The upstream gets `x-meshward-audit` signed with the configured key, and
+/// the claims name the verified caller, its tenant and the request.
+pub fn audit_headers_are_signed_and_verifiable() -> Scenario {
+    Scenario {
+        name: "audit_headers_are_signed_and_verifiable",
+        callee: BANK_A_API,
+        requests: vec![Send::get(BANK_A_WEB, "/accounts/7")],
+        volatile: AUDIT_VOLATILE,
+        refill: None,
+        expect: |mesh, o| {
+            expect_status(o, 0, 200)?;
+            expect_reached(o, 0, true)?;
+            let value = o[0]
+                .upstream_header("x-meshward-audit")
+                .ok_or("no x-meshward-audit at the upstream")?;
+            let signature = o[0]
+                .upstream_header("x-meshward-audit-signature")
+                .ok_or("no x-meshward-audit-signature at the upstream")?;
+            let secret = mesh
+                .host_value("MESHWARD_AUDIT_KEY_K1")
+                .ok_or("the manifests give audit no MESHWARD_AUDIT_KEY_K1 from the host")?;
+            let mut keys = meshward_shared::audit::Keyring::new();
+            keys.insert("k1", secret.as_bytes())
+                .map_err(|e| e.to_string())?;
+            let claims = meshward_shared::audit::verify_header(value, signature, &keys)
+                .map_err(|e| format!("audit header does not verify: {e} ({value})"))?;
+            let want_principal = BANK_A_WEB.spiffe_id();
+            if claims.principal.as_deref() != Some(want_principal.as_str())
+                || claims.tenant.as_deref() != Some("bank-a")
+                || claims.method != "GET"
+                || claims.path != "/accounts/7"
+            {
+                return Err(format!("audit claims do not describe the request: {value}"));
+            }
+            if o[0].upstream_header("x-request-id") != Some(claims.request_id.as_str()) {
+                return Err(format!(
+                    "audit request id {} is not the upstream's x-request-id {:?}",
+                    claims.request_id,
+                    o[0].upstream_header("x-request-id")
+                ));
+            }
+            Ok(())
+        },
+    }
+}
+
+/// The ingress gateway (a trusted forwarder) passes on its client's identity
+/// in `x-forwarded-client-cert`; the bank's api accepts it as that client.
+pub fn gateway_forwarded_identity_is_trusted() -> Scenario {
+    Scenario {
+        name: "gateway_forwarded_identity_is_trusted",
+        callee: BANK_A_API,
+        requests: vec![Send::get(INGRESS_GATEWAY, "/accounts/1").header(
+            "x-forwarded-client-cert",
+            &format!(
+                "By={};URI={}",
+                INGRESS_GATEWAY.spiffe_id(),
+                BANK_A_WEB.spiffe_id()
+            ),
+        )],
+        volatile: AUDIT_VOLATILE,
+        refill: None,
+        expect: |_, o| {
+            expect_status(o, 0, 200)?;
+            expect_reached(o, 0, true)
+        },
+    }
+}
+
+/// Every scenario, for a run of the whole suite.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        same_tenant_call_is_allowed(),
+        cross_tenant_call_is_denied(),
+        forged_identity_is_not_believed(),
+        forged_meshward_headers_do_not_reach_the_upstream(),
+        gateway_forwarded_identity_is_trusted(),
+        burst_beyond_the_limit_is_rejected(),
+        audit_headers_are_signed_and_verifiable(),
+    ]
 }

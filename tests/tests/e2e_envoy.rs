@@ -9,7 +9,11 @@ use std::sync::OnceLock;
 
 fn mesh() -> &'static Mesh {
     static MESH: OnceLock<Mesh> = OnceLock::new();
-    MESH.get_or_init(|| Mesh::new(&scenarios::default_manifests()).expect("test mesh"))
+    // MESHWARD_E2E_MANIFESTS runs the suite against another set of WasmPlugins.
+    let manifests = std::env::var_os("MESHWARD_E2E_MANIFESTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(meshward_tests::manifests_dir);
+    MESH.get_or_init(|| Mesh::new(&manifests).expect("test mesh"))
 }
 
 fn run(scenario: Scenario) {
@@ -64,4 +68,19 @@ fn envoy_refuses_a_client_without_certificate_and_frees_its_port_when_stopped() 
     }
     // The guard type is what the scenarios use; keep it in the public API.
     let _: Option<EnvoyProcess> = None;
+}
+
+#[test]
+fn gateway_forwarded_identity_is_trusted() {
+    run(scenarios::gateway_forwarded_identity_is_trusted());
+}
+
+#[test]
+fn burst_beyond_the_limit_is_rejected() {
+    run(scenarios::burst_beyond_the_limit_is_rejected());
+}
+
+#[test]
+fn audit_headers_are_signed_and_verifiable() {
+    run(scenarios::audit_headers_are_signed_and_verifiable());
 }
