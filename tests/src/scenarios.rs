@@ -245,7 +245,7 @@ impl Mesh {
             wasm_dir: Some(self.wasm_dir.clone()),
             host_env: Vec::new(),
         };
-        envoy_config::filters_from_manifests(&[self.manifests.clone()], &ctx)
+        envoy_config::filters_from_manifests(std::slice::from_ref(&self.manifests), &ctx)
     }
 
     /// The host-side value of a `valueFrom: HOST` variable.
@@ -534,6 +534,15 @@ pub struct Report {
     pub failures: Vec<String>,
     pub harness_time: Duration,
     pub envoy_time: Duration,
+}
+
+/// Held while an Envoy runs: on a 2-core machine parallel Envoys (and their V8
+/// compiles) slow each other's requests enough to refill rate limits mid-burst.
+pub fn envoy_lock() -> std::sync::MutexGuard<'static, ()> {
+    static ENVOY_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ENVOY_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs a scenario through both sides and checks expectations and agreement.
