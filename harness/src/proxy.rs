@@ -1000,7 +1000,9 @@ impl Proxy {
     ) -> StageResult {
         let slot = &stream.slots[s];
         if !slot.active {
-            if slot.context == 0 {
+            // Only on the way in: the 503 itself must pass the failed filter on
+            // its way out (Envoy skips a failed context's encode callbacks).
+            if slot.context == 0 && dir == Dir::Request {
                 if let Some(reply) = self.failed_slot(slot) {
                     return StageResult::Stop(Flow::LocalReply(reply));
                 }
@@ -1058,7 +1060,9 @@ impl Proxy {
     ) -> BodyResult {
         let slot = &stream.slots[s];
         if !slot.active {
-            if slot.context == 0 {
+            // Only on the way in: the 503 itself must pass the failed filter on
+            // its way out (Envoy skips a failed context's encode callbacks).
+            if slot.context == 0 && dir == Dir::Request {
                 if let Some(reply) = self.failed_slot(slot) {
                     return BodyResult::Stop(Flow::LocalReply(reply));
                 }

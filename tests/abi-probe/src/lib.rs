@@ -105,7 +105,10 @@ pub extern "C" fn proxy_on_request_body(context: u32, size: u32, end: u32) -> u3
     log(&format!(
         "probe on_request_body context={context} size={size} end={end}"
     ));
-    with(|p| p.run("request_body", context, 0))
+    with(|p| {
+        p.end = end != 0;
+        p.run("request_body", context, 0)
+    })
 }
 
 #[no_mangle]
@@ -129,7 +132,10 @@ pub extern "C" fn proxy_on_response_body(context: u32, size: u32, end: u32) -> u
     log(&format!(
         "probe on_response_body context={context} size={size} end={end}"
     ));
-    with(|p| p.run("response_body", context, 0))
+    with(|p| {
+        p.end = end != 0;
+        p.run("response_body", context, 0)
+    })
 }
 
 #[no_mangle]

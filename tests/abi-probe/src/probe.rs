@@ -32,6 +32,8 @@ pub struct Probe {
     pub call_owner: HashMap<u32, u32>,
     /// The token of the call whose callback is running.
     pub current_token: u32,
+    /// `end_of_stream` of the running body callback, for `unless_end`.
+    pub end: bool,
     pub last_cas: u32,
     pub last_queue: u32,
     pub last_token: u32,
@@ -317,6 +319,7 @@ impl Probe {
             }
             "when_header" => return self.has_header(word(cmd, 1)),
             "unless_header" => return !self.has_header(word(cmd, 1)),
+            "unless_end" => return !self.end,
             "show_alloc" => self.show_alloc = true,
             "allocations" => log(&format!(
                 "probe allocations = {}",
