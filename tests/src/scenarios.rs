@@ -579,7 +579,7 @@ pub fn run_both(mesh: &Mesh, scenario: &Scenario) -> anyhow::Result<Report> {
 pub fn assert_scenario(mesh: &Mesh, scenario: &Scenario) {
     let report = match run_both(mesh, scenario) {
         Ok(report) => report,
-        Err(e) => panic!("{}: {e:#}", scenario.name),
+        Err(e) => panic!("{e:#}"),
     };
     eprintln!(
         "scenario {}: harness {:?}, Envoy {:?} (start {:?}); statuses harness {:?} / Envoy {:?}",

@@ -40,13 +40,47 @@ fn forged_meshward_headers_do_not_reach_the_upstream() {
     run(scenarios::forged_meshward_headers_do_not_reach_the_upstream());
 }
 
+/// A manifests directory with one WasmPlugin: `name`'s module, `pluginConfig` given.
+fn single_plugin_manifests(
+    dir: &meshward_tests::e2e::TempDir,
+    name: &str,
+    plugin_config: serde_json::Value,
+) -> std::path::PathBuf {
+    let manifest = serde_json::json!({
+        "apiVersion": "extensions.istio.io/v1alpha1",
+        "kind": "WasmPlugin",
+        "metadata": {"name": name},
+        "spec": {
+            "url": format!("file://{}", meshward_tests::wasm(name).display()),
+            "pluginName": name,
+            "phase": "AUTHN",
+            "pluginConfig": plugin_config,
+        }
+    });
+    dir.write(
+        &format!("{name}.yaml"),
+        serde_json::to_string(&manifest).unwrap(),
+    )
+    .unwrap();
+    dir.path().to_path_buf()
+}
+
+/// The plumbing itself, with a pass-through filter: mTLS is required, the
+/// client's SVID reaches the upstream in XFCC, and a stopped Envoy leaves no
+/// port open.
 #[test]
-fn envoy_refuses_a_client_without_certificate_and_frees_its_port_when_stopped() {
-    let mesh = mesh();
-    let rig = scenarios::EnvoyRig::start(mesh, scenarios::BANK_A_API, 1).expect("Envoy starts");
-    let listener = rig.envoy.listener();
-    let admin = rig.envoy.admin();
-    let anonymous = MtlsClient::new(mesh.ca.pem(), None, "localhost").unwrap();
+fn envoy_requires_client_certificates_and_frees_its_ports_when_stopped() {
+    let dir = meshward_tests::e2e::TempDir::new("passthrough").unwrap();
+    let mesh = Mesh::new(&single_plugin_manifests(
+        &dir,
+        "passthrough",
+        serde_json::json!({}),
+    ))
+    .unwrap();
+    let _one_at_a_time = scenarios::envoy_lock();
+    let mut rig =
+        scenarios::EnvoyRig::start(&mesh, scenarios::BANK_A_API, 1).expect("Envoy starts");
+    let (listener, admin) = (rig.envoy.listener(), rig.envoy.admin());
     let request = WireRequest {
         method: "GET".into(),
         path: "/accounts/1".into(),
@@ -54,19 +88,30 @@ fn envoy_refuses_a_client_without_certificate_and_frees_its_port_when_stopped() 
         headers: vec![],
         body: vec![],
     };
+    let anonymous = MtlsClient::new(mesh.ca.pem(), None, "localhost").unwrap();
     assert!(
         anonymous.send(listener, &request).is_err(),
         "a client without certificate got an answer"
     );
     assert_eq!(rig.upstream.count(), 0);
-    drop(rig);
+
+    let client = rig.client(&mesh, scenarios::BANK_A_WEB).unwrap();
+    let response = client.send(listener, &request).expect("mTLS request");
+    assert_eq!(response.status, 200);
+    let echoed = meshward_tests::e2e::Echoed::from_json(&response.body).unwrap();
+    let xfcc = echoed.header("x-forwarded-client-cert").unwrap_or_default();
+    assert!(
+        xfcc.contains(&format!("URI={}", scenarios::BANK_A_WEB.spiffe_id())),
+        "XFCC names the client: {xfcc}"
+    );
+
+    rig.envoy.stop();
     for addr in [listener, admin] {
         assert!(
             std::net::TcpStream::connect(addr).is_err(),
             "{addr} still accepts after Envoy stopped"
         );
     }
-    // The guard type is what the scenarios use; keep it in the public API.
     let _: Option<EnvoyProcess> = None;
 }
 
@@ -245,20 +290,9 @@ fn abi_probe_answers_agree_between_harness_and_envoy() {
         request_script.join("; ")
     );
     let dir = meshward_tests::e2e::TempDir::new("probe").unwrap();
-    let manifest = serde_json::json!({
-        "apiVersion": "extensions.istio.io/v1alpha1",
-        "kind": "WasmPlugin",
-        "metadata": {"name": "probe"},
-        "spec": {
-            "url": format!("file://{}", meshward_tests::wasm("abi_probe").display()),
-            "pluginName": "probe",
-            "phase": "AUTHN",
-            "pluginConfig": {"script": script},
-        }
-    });
-    dir.write("probe.yaml", serde_json::to_string(&manifest).unwrap())
-        .unwrap();
-    let probe_mesh = Mesh::new(dir.path()).expect("probe mesh");
+    let manifests =
+        single_plugin_manifests(&dir, "abi_probe", serde_json::json!({"script": script}));
+    let probe_mesh = Mesh::new(&manifests).expect("probe mesh");
     let caller = probe_mesh.svid(scenarios::BANK_A_WEB).unwrap();
     let path = "/probe/x?y=1";
     let authority = "api.bank-a.svc.cluster.local";
@@ -266,7 +300,7 @@ fn abi_probe_answers_agree_between_harness_and_envoy() {
     let mut proxy = meshward_harness::Proxy::builder()
         .workers(2)
         .node_metadata("NAMESPACE", "bank-a")
-        .manifests(&[dir.path().to_path_buf()])
+        .manifests(&[manifests.clone()])
         .unwrap()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
