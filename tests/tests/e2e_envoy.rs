@@ -300,7 +300,7 @@ fn abi_probe_answers_agree_between_harness_and_envoy() {
     let mut proxy = meshward_harness::Proxy::builder()
         .workers(2)
         .node_metadata("NAMESPACE", "bank-a")
-        .manifests(&[manifests.clone()])
+        .manifests(std::slice::from_ref(&manifests))
         .unwrap()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
