@@ -259,7 +259,8 @@ pub struct Bootstrap {
     pub clusters: Vec<Cluster>,
     /// `node.id`.
     pub node_id: String,
-    /// `node.metadata` (served to filters as `node.metadata.<KEY>`, e.g. `NAMESPACE`).
+    /// `node.metadata`. Envoy 1.40 serves it to filters as the property
+    /// `xds.node.metadata.<KEY>` (e.g. `NAMESPACE`); `node.metadata.<KEY>` is NOT_FOUND there.
     pub node_metadata: BTreeMap<String, String>,
     /// The Wasm filters, in chain order.
     pub filters: Vec<WasmFilter>,

@@ -47,7 +47,8 @@ pub struct Args {
     /// An HTTP/2 cluster for `grpc_call`, e.g. `rls=127.0.0.1:8081` (repeatable).
     #[arg(long = "grpc-cluster", value_name = "NAME=ADDR")]
     grpc_clusters: Vec<String>,
-    /// `node.metadata` entry served to the filters, e.g. `NAMESPACE=bank-a` (repeatable).
+    /// `node.metadata` entry, e.g. `NAMESPACE=bank-a` (repeatable); filters read it as the
+    /// property `xds.node.metadata.<KEY>`.
     #[arg(long = "node-metadata", value_name = "KEY=VALUE")]
     node_metadata: Vec<String>,
     /// `node.id`.
