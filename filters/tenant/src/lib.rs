@@ -81,8 +81,12 @@ impl Context for TenantRoot {}
 impl RootContext for TenantRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
+        // Envoy 1.40 serves node metadata as `xds.node.metadata.*` (and
+        // `node.metadata.*` is NOT_FOUND there); older hosts use `node.metadata.*`.
         let node_namespace = self
-            .get_property(vec!["node", "metadata", "NAMESPACE"])
+            .get_property(vec!["xds", "node", "metadata", "NAMESPACE"])
+            .or_else(|| self.get_property(vec!["node", "metadata", "NAMESPACE"]))
+            .filter(|v| !v.is_empty())
             .and_then(|v| String::from_utf8(v).ok());
         match configure(&bytes, node_namespace) {
             Ok(engine) => {
