@@ -228,6 +228,8 @@ pub struct Outcome {
     pub reset: bool,
     /// Log lines emitted while this request was handled.
     pub logs: Vec<LogLine>,
+    /// The stream's filter state at its end (`meshward.tenant`, …), by key.
+    pub filter_state: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 impl Outcome {
@@ -237,6 +239,13 @@ impl Outcome {
 
     pub fn upstream_header(&self, name: &str) -> Option<&str> {
         self.upstream.as_ref().and_then(|u| u.header(name))
+    }
+
+    /// A filter-state value as UTF-8 text, e.g. `filter_state_text("meshward.tenant")`.
+    pub fn filter_state_text(&self, key: &str) -> Option<String> {
+        self.filter_state
+            .get(key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// Name of the plugin that answered locally, if any.

@@ -779,7 +779,14 @@ impl Proxy {
         self.close_stream(&mut stream);
         self.pump_all();
         let logs = self.process.borrow().logs[log_start..].to_vec();
+        let filter_state = exchange
+            .borrow()
+            .filter_state
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         Outcome {
+            filter_state,
             upstream: upstream_seen,
             response,
             local_reply: local,
