@@ -764,7 +764,8 @@ fn request_connection_plugin_and_node_properties_are_served() {
                  get_property source address; get_property source port; get_property destination address; \
                  get_property connection mtls; get_property connection uri_san_peer_certificate; \
                  get_property connection peer_certificate; get_property plugin_name; get_property plugin_root_id; \
-                 get_property node metadata NAMESPACE; get_property node metadata MISSING",
+                 get_property xds node metadata NAMESPACE; get_property xds node metadata MISSING; \
+                 get_property node metadata NAMESPACE",
             ).root_id("probe-root")),
     );
     let out = proxy.send(
@@ -806,8 +807,10 @@ fn request_connection_plugin_and_node_properties_are_served() {
     assert_eq!(p("connection.peer_certificate"), s(&svid.url_encoded_pem()));
     assert_eq!(p("plugin_name"), s("probe"));
     assert_eq!(p("plugin_root_id"), s("probe-root"));
-    assert_eq!(p("node.metadata.NAMESPACE"), s("bank-a"));
-    assert_eq!(p("node.metadata.MISSING"), "NOT_FOUND");
+    assert_eq!(p("xds.node.metadata.NAMESPACE"), s("bank-a"));
+    assert_eq!(p("xds.node.metadata.MISSING"), "NOT_FOUND");
+    // Envoy 1.40 answers only under `xds.node`.
+    assert_eq!(p("node.metadata.NAMESPACE"), "NOT_FOUND");
 }
 
 #[test]
