@@ -6,6 +6,7 @@ use meshward_harness::certs::TestCa;
 use meshward_harness::{FailStrategy, GrpcReply, Outcome, Phase, PluginSpec, Proxy, Request};
 use meshward_ratelimit::rls;
 use meshward_shared::audit::{extract_record_lines, LOG_PREFIX};
+use meshward_shared::filter_state::{Decision, Outcome as Verdict, RATELIMIT_DECISION};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,6 +53,13 @@ fn admitted(p: &mut Proxy, req: impl Fn(usize) -> Request, n: usize, every: Dura
         }
     }
     ok
+}
+
+/// The decision the filter published in filter state for this request.
+fn decision(out: &Outcome) -> Option<Decision> {
+    out.filter_state
+        .get(RATELIMIT_DECISION)
+        .and_then(|b| Decision::decode(b))
 }
 
 fn round_robin(workers: usize) -> impl Fn(usize) -> Request {
@@ -147,6 +155,14 @@ fn limited_request_gets_429_with_retry_after_and_rate_limit_headers() {
     assert_eq!(r.get("x-ratelimit-limit"), Some("60"));
     assert_eq!(r.get("x-ratelimit-remaining"), Some("0"));
     assert_eq!(r.get("x-ratelimit-reset"), Some("2"));
+    assert_eq!(
+        decision(&out),
+        Some(
+            Decision::new(Verdict::Deny)
+                .with_rule("per-ip")
+                .with_reason("over_limit")
+        )
+    );
     p.advance(Duration::from_millis(700));
     assert_eq!(
         p.send(request_with_id(1)).status(),
@@ -455,6 +471,14 @@ fn global_over_limit_is_a_429_with_the_services_retry_after() {
     );
     assert_eq!(out.response.get("retry-after"), Some("7"));
     assert_eq!(out.response.get("x-rls"), Some("OverLimit"));
+    assert_eq!(
+        decision(&out),
+        Some(
+            Decision::new(Verdict::Deny)
+                .with_rule("per-ip")
+                .with_reason("over_limit_global")
+        )
+    );
     assert_eq!(p.metric("meshward_ratelimit.rule.per-ip.limited"), Some(1));
 }
 
@@ -480,6 +504,7 @@ fn global_error_fails_open_or_closed_as_configured() {
     let out = open.send(request_with_id(0));
     assert_eq!(out.status(), 200, "fail open");
     assert!(out.upstream.is_some());
+    assert_eq!(decision(&out), Some(Decision::new(Verdict::Allow)));
     assert_eq!(open.metric("meshward_ratelimit.service_errors"), Some(1));
 
     let mut closed = global_proxy(true);
@@ -492,6 +517,10 @@ fn global_error_fails_open_or_closed_as_configured() {
     );
     let body: Value = serde_json::from_slice(&out.response.body).unwrap();
     assert_eq!(body["request_id"], "req-42");
+    assert_eq!(
+        decision(&out),
+        Some(Decision::new(Verdict::Deny).with_reason("rate_limit_service_error"))
+    );
 }
 
 #[test]
