@@ -278,7 +278,10 @@ fn harness_echo(upstream: &meshward_harness::Upstream) -> Response {
 
 /// Runs a scenario through the harness: the manifests' chain, two workers,
 /// requests alternating between them.
-pub fn run_harness(mesh: &Mesh, scenario: &Scenario) -> anyhow::Result<Vec<Observed>> {
+pub fn run_harness(
+    mesh: &Mesh,
+    scenario: &Scenario,
+) -> anyhow::Result<(Vec<Observed>, BTreeMap<String, i64>)> {
     let mut builder = Proxy::builder()
         .workers(2)
         .node_metadata("NAMESPACE", scenario.callee.namespace);
@@ -329,7 +332,7 @@ pub fn run_harness(mesh: &Mesh, scenario: &Scenario) -> anyhow::Result<Vec<Obser
             sent_at: Duration::ZERO,
         });
     }
-    Ok(observed)
+    Ok((observed, proxy.metrics()))
 }
 
 /// A started Envoy for one callee, with its upstream and collector.
@@ -525,6 +528,48 @@ pub fn disagreements(scenario: &Scenario, harness: &[Observed], envoy: &[Observe
     out
 }
 
+/// Metrics whose values depend on how many VMs Envoy runs or on real time
+/// (config loads, background export, CAS retries): compared by name only.
+const METRICS_COMPARED_BY_NAME: &[&str] =
+    &["config_reloads", "export_", "queue_depth", "cas_retries"];
+
+/// Differences between the harness's metrics and Envoy's `wasmcustom.*` stats:
+/// the same metrics must exist, and (with `values`) request-driven ones must have the same value.
+pub fn metric_disagreements(
+    harness: &BTreeMap<String, i64>,
+    envoy_stats: &BTreeMap<String, i64>,
+    values: bool,
+) -> Vec<String> {
+    let envoy: BTreeMap<&str, i64> = envoy_stats
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("wasmcustom.").map(|name| (name, *v)))
+        .collect();
+    let mut out = Vec::new();
+    for (name, value) in harness {
+        match envoy.get(name.as_str()) {
+            None => out.push(format!(
+                "metric {name} = {value} in the harness, absent from Envoy's stats"
+            )),
+            Some(e)
+                if values
+                    && e != value
+                    && !METRICS_COMPARED_BY_NAME.iter().any(|p| name.contains(p)) =>
+            {
+                out.push(format!("metric {name}: harness {value} / Envoy {e}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, value) in &envoy {
+        if !harness.contains_key(*name) {
+            out.push(format!(
+                "metric {name} = {value} in Envoy, absent from the harness"
+            ));
+        }
+    }
+    out
+}
+
 /// The result of running one scenario on both sides.
 pub struct Report {
     pub harness: Vec<Observed>,
@@ -534,6 +579,8 @@ pub struct Report {
     pub failures: Vec<String>,
     pub harness_time: Duration,
     pub envoy_time: Duration,
+    /// The harness's metrics after the scenario.
+    pub harness_metrics: BTreeMap<String, i64>,
 }
 
 /// Held while an Envoy runs: on a 2-core machine parallel Envoys (and their V8
@@ -548,7 +595,7 @@ pub fn envoy_lock() -> std::sync::MutexGuard<'static, ()> {
 /// Runs a scenario through both sides and checks expectations and agreement.
 pub fn run_both(mesh: &Mesh, scenario: &Scenario) -> anyhow::Result<Report> {
     let t = Instant::now();
-    let harness =
+    let (harness, harness_metrics) =
         run_harness(mesh, scenario).with_context(|| format!("{}: harness", scenario.name))?;
     let harness_time = t.elapsed();
     let t = Instant::now();
@@ -564,6 +611,11 @@ pub fn run_both(mesh: &Mesh, scenario: &Scenario) -> anyhow::Result<Report> {
     for d in disagreements(scenario, &harness, &envoy) {
         failures.push(format!("harness/Envoy disagree: {d}"));
     }
+    let envoy_stats = rig.envoy.stats().context("reading Envoy's /stats")?;
+    // With a refill allowance, real time may admit more in Envoy: values then differ by design.
+    for d in metric_disagreements(&harness_metrics, &envoy_stats, scenario.refill.is_none()) {
+        failures.push(format!("harness/Envoy disagree: {d}"));
+    }
     Ok(Report {
         harness,
         envoy,
@@ -571,6 +623,7 @@ pub fn run_both(mesh: &Mesh, scenario: &Scenario) -> anyhow::Result<Report> {
         failures,
         harness_time,
         envoy_time,
+        harness_metrics,
     })
 }
 
@@ -590,6 +643,17 @@ pub fn assert_scenario(mesh: &Mesh, scenario: &Scenario) {
         report.harness.iter().map(|o| o.status).collect::<Vec<_>>(),
         report.envoy.iter().map(|o| o.status).collect::<Vec<_>>(),
     );
+    if std::env::var_os("MESHWARD_E2E_SHOW_METRICS").is_some() {
+        eprintln!("harness metrics: {:?}", report.harness_metrics);
+        let stats = report.rig.envoy.stats().unwrap_or_default();
+        eprintln!(
+            "envoy wasmcustom: {:?}",
+            stats
+                .iter()
+                .filter(|(k, _)| k.starts_with("wasmcustom."))
+                .collect::<Vec<_>>()
+        );
+    }
     if !report.failures.is_empty() {
         panic!(
             "scenario {} failed:\n  {}\nEnvoy wasm log:\n{}",

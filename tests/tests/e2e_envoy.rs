@@ -285,7 +285,8 @@ fn abi_probe_answers_agree_between_harness_and_envoy() {
             .map(|(h, _)| format!("get_header HTTP_REQUEST_HEADERS {h}")),
     );
     let script = format!(
-        "configure: get_property node metadata NAMESPACE; get_property xds node metadata NAMESPACE\n\
+        "configure: get_property node metadata NAMESPACE; get_property xds node metadata NAMESPACE; \
+         tick_period 100\n\
          request_headers: {}",
         request_script.join("; ")
     );
@@ -309,7 +310,9 @@ fn abi_probe_answers_agree_between_harness_and_envoy() {
             .authority(authority)
             .peer_certificate_pem(caller.cert_pem.clone()),
     );
-    let harness_lines: Vec<String> = proxy.logs().into_iter().map(|l| l.message).collect();
+    proxy.advance(std::time::Duration::from_millis(350));
+    let harness_logs = proxy.logs();
+    let harness_lines: Vec<String> = harness_logs.iter().map(|l| l.message.clone()).collect();
 
     let _one_at_a_time = scenarios::envoy_lock();
     let mut rig =
@@ -325,9 +328,10 @@ fn abi_probe_answers_agree_between_harness_and_envoy() {
     client
         .send(rig.envoy.listener(), &request)
         .expect("request through Envoy");
-    let envoy_lines: Vec<String> = rig
-        .envoy
-        .wasm_log_lines()
+    // Let every root context's 100 ms timer fire a few times.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let envoy_raw = rig.envoy.wasm_log_lines();
+    let envoy_lines: Vec<String> = envoy_raw
         .iter()
         .filter_map(|l| l.find(": probe ").map(|at| l[at + 2..].to_string()))
         .collect();
@@ -384,9 +388,46 @@ fn abi_probe_answers_agree_between_harness_and_envoy() {
         asked >= PROPERTIES.len(),
         "the probe answered {asked} calls"
     );
+
+    // Life cycle with 2 workers: how many VMs run on_configure, and how many
+    // root contexts tick. Envoy's log lines carry the thread id: `[time][tid][level]`.
+    let configured_harness = harness_lines
+        .iter()
+        .filter(|l| l.starts_with("probe on_configure"))
+        .count();
+    let configured_envoy = envoy_lines
+        .iter()
+        .filter(|l| l.starts_with("probe on_configure"))
+        .count();
+    asked += 1;
+    if configured_harness != configured_envoy {
+        differ.push(format!(
+            "on_configure runs with 2 workers: harness {configured_harness} / Envoy {configured_envoy} \
+             (Envoy: a canary VM, the main thread's VM and one VM per worker)"
+        ));
+    }
+    let ticking_harness: std::collections::BTreeSet<usize> = harness_logs
+        .iter()
+        .filter(|l| l.message.starts_with("probe on_tick"))
+        .map(|l| l.worker)
+        .collect();
+    let ticking_envoy: std::collections::BTreeSet<&str> = envoy_raw
+        .iter()
+        .filter(|l| l.contains(": probe on_tick"))
+        .filter_map(|l| l.split('[').nth(2).and_then(|t| t.split(']').next()))
+        .collect();
+    asked += 1;
+    if ticking_harness.len() != ticking_envoy.len() {
+        differ.push(format!(
+            "root contexts whose timer fires with 2 workers: harness {} / Envoy {} (Envoy threads {ticking_envoy:?}: \
+             the main thread's VM ticks too)",
+            ticking_harness.len(),
+            ticking_envoy.len()
+        ));
+    }
     assert!(
         differ.is_empty(),
-        "the harness answers {} of {asked} probe calls differently from Envoy 1.40:\n  {}",
+        "the harness answers {} of {asked} probe checks differently from Envoy 1.40:\n  {}",
         differ.len(),
         differ.join("\n  ")
     );
