@@ -36,16 +36,12 @@ use std::path::{Path, PathBuf};
 pub type ConfigCheck = fn(&[u8]) -> Result<(), ConfigError>;
 
 /// meshward's filters by name (`pluginName`, and `meshward-<name>` images), with
-/// the parser that checks their `pluginConfig` where one is wired in.
-///
-/// Not wired yet: linking two filter crates into one native binary fails on the
-/// `_initialize` symbol each one's `proxy_wasm::main!` exports; once that macro is
-/// compiled for wasm32 only, these become e.g.
-/// `("tenant", Some(|b| meshward_tenant::config::Settings::parse(b).map(|_| ())))`.
+/// the parser that checks their `pluginConfig`: the filter's own, natively linked.
+/// `None`: the filter takes no configuration yet (waf) or is not wired in.
 pub const FILTERS: &[(&str, Option<ConfigCheck>)] = &[
     ("waf", None),
-    ("tenant", None),
-    ("ratelimit", None),
+    ("tenant", Some(|b| meshward_tenant::config::Settings::parse(b).map(|_| ()))),
+    ("ratelimit", Some(|b| meshward_ratelimit::config::Config::parse(b).map(|_| ()))),
     ("audit", None),
 ];
 

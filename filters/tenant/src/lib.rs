@@ -29,6 +29,9 @@ use std::time::UNIX_EPOCH;
 
 const FILTER: &str = "tenant";
 
+// Only the .wasm exports `_initialize`: natively, several filter crates link
+// into the `meshward` command (which validates their configs).
+#[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
