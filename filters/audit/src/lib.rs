@@ -37,7 +37,6 @@ proxy_wasm::main! {{
 /// updates no-ops instead of traps.
 #[derive(Default, Clone, Copy)]
 struct Metrics {
-    requests: u32,
     records: u32,
     headers_signed: u32,
     forged_headers_removed: u32,
@@ -55,7 +54,6 @@ impl Metrics {
         let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0);
         let gauge = |name: &str| hostcalls::define_metric(MetricType::Gauge, name).unwrap_or(0);
         Metrics {
-            requests: counter("meshward_audit.requests"),
             records: counter("meshward_audit.records"),
             headers_signed: counter("meshward_audit.headers_signed"),
             forged_headers_removed: counter("meshward_audit.forged_headers_removed"),
@@ -318,7 +316,11 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        self.shared.borrow_mut().flush();
+        let mut shared = self.shared.borrow_mut();
+        shared.flush();
+        if let Some(queue) = &shared.export {
+            set_gauge(shared.metrics.export_queue_depth, queue.len());
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -334,6 +336,7 @@ impl RootContext for Root {
             start_ms: None,
             line: None,
             facts: None,
+            request_headers: None,
             request_bytes: 0,
             response_bytes: 0,
         }))
@@ -349,6 +352,9 @@ struct Stream {
     start_ms: Option<u64>,
     line: Option<RequestLine>,
     facts: Option<Facts>,
+    /// The request headers as they arrived (kept for the record: reading
+    /// them again in `on_log` would cost a host call and a copy).
+    request_headers: Option<Vec<(String, Vec<u8>)>>,
     request_bytes: u64,
     response_bytes: u64,
 }
@@ -387,7 +393,6 @@ impl HttpContext for Stream {
         let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
         let mut shared = self.shared.borrow_mut();
         let metrics = shared.metrics;
-        add(metrics.requests, 1);
 
         // 1. Nothing in the namespace survives from the client.
         let forged = stamp::forged_header_names(&headers, &settings.header_prefix);
@@ -446,6 +451,9 @@ impl HttpContext for Stream {
         self.start_ms = Some(now);
         self.line = Some(line);
         self.facts = Some(facts);
+        if settings.record_request_headers {
+            self.request_headers = Some(headers);
+        }
         Action::Continue
     }
 
@@ -476,8 +484,15 @@ impl HttpContext for Stream {
             return;
         };
         let end_ms = now_ms();
-        let request_headers =
-            hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        // In `on_log` the request headers are readable again (ARCHITECTURE §4);
+        // they are read only when `on_http_request_headers` did not run.
+        let request_headers = match self.request_headers.take() {
+            Some(headers) => headers,
+            None if self.line.is_none() || settings.record_request_headers => {
+                hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
         let response_headers =
             hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
         let request_id = self.late_request_id();
@@ -531,7 +546,8 @@ impl HttpContext for Stream {
                 add(metrics.export_dropped, 1);
                 shared_drops += 1;
             }
-            set_gauge(metrics.export_queue_depth, queue.len());
+            // The depth gauge is written when batches leave (on each reply)
+            // and on every tick, not per request: one host call less.
         }
         if shared_drops > 0 {
             shared.dropped_since_log += 1;

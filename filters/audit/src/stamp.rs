@@ -63,13 +63,20 @@ impl Facts {
                 .filter(|s| !s.is_empty())
         };
         let decision = |key: &str| get(key).and_then(|b| Decision::decode(&b));
+        let waf = decision(filter_state::WAF_DECISION);
+        // The score is only read when the WAF decided: one host call less
+        // per request on chains without a WAF.
+        let waf_score = waf
+            .as_ref()
+            .and_then(|_| text(filter_state::WAF_SCORE))
+            .and_then(|s| s.trim().parse().ok());
         Facts {
             tenant: text(filter_state::TENANT),
             principal: text(filter_state::PRINCIPAL),
-            waf: decision(filter_state::WAF_DECISION),
+            waf,
             authz: decision(filter_state::AUTHZ_DECISION),
             ratelimit: decision(filter_state::RATELIMIT_DECISION),
-            waf_score: text(filter_state::WAF_SCORE).and_then(|s| s.trim().parse().ok()),
+            waf_score,
         }
     }
 }
@@ -193,6 +200,16 @@ mod tests {
         state.insert(filter_state::WAF_DECISION, b"allow".to_vec());
         state.insert(filter_state::WAF_SCORE, b"5".to_vec());
         let facts = Facts::read(|k| state.get(k).cloned());
+        assert_eq!(facts.waf_score, None, "no score without a WAF decision");
+        state.insert(
+            filter_state::WAF_DECISION,
+            Decision::new(Outcome::Allow).encode(),
+        );
+        let facts = Facts::read(|k| state.get(k).cloned());
+        assert_eq!(facts.waf, Some(Decision::new(Outcome::Allow)));
+        assert_eq!(facts.waf_score, Some(5));
+        state.insert(filter_state::WAF_DECISION, b"allow".to_vec());
+        let facts = Facts::read(|k| state.get(k).cloned());
         assert_eq!(facts.tenant.as_deref(), Some("bank-a"));
         assert_eq!(
             facts.authz,
@@ -200,7 +217,6 @@ mod tests {
         );
         assert_eq!(facts.waf, None, "a malformed decision is not an allow");
         assert_eq!(facts.ratelimit, None);
-        assert_eq!(facts.waf_score, Some(5));
     }
 
     #[test]
