@@ -40,8 +40,14 @@ pub type ConfigCheck = fn(&[u8]) -> Result<(), ConfigError>;
 /// `None`: the filter takes no configuration yet (waf) or is not wired in.
 pub const FILTERS: &[(&str, Option<ConfigCheck>)] = &[
     ("waf", None),
-    ("tenant", Some(|b| meshward_tenant::config::Settings::parse(b).map(|_| ()))),
-    ("ratelimit", Some(|b| meshward_ratelimit::config::Config::parse(b).map(|_| ()))),
+    (
+        "tenant",
+        Some(|b| meshward_tenant::config::Settings::parse(b).map(|_| ())),
+    ),
+    (
+        "ratelimit",
+        Some(|b| meshward_ratelimit::config::Config::parse(b).map(|_| ())),
+    ),
     ("audit", None),
 ];
 

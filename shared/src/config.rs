@@ -105,7 +105,10 @@ mod tests {
         assert!(err.reason.contains("invalid value"), "{err}");
         assert_eq!(
             err.log_line("ratelimit"),
-            format!("meshward-ratelimit: invalid config: rules[1].burst: {}", err.reason)
+            format!(
+                "meshward-ratelimit: invalid config: rules[1].burst: {}",
+                err.reason
+            )
         );
     }
 
@@ -129,7 +132,10 @@ mod tests {
     #[test]
     fn within_prefixes_the_path() {
         let e = ConfigError::new("burst", "must be at least 1 (got 0)").within("rules[2].limit");
-        assert_eq!(e.to_string(), "rules[2].limit.burst: must be at least 1 (got 0)");
+        assert_eq!(
+            e.to_string(),
+            "rules[2].limit.burst: must be at least 1 (got 0)"
+        );
         let e = ConfigError::new("[0]", "bad").within("rules");
         assert_eq!(e.path, "rules[0]");
     }

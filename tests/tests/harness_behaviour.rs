@@ -976,7 +976,11 @@ fn wasmplugin_manifests_order_by_phase_then_priority_and_pass_plugin_config_as_j
         plugin("authn", Some("AUTHN"), Some(-5)),
     ];
     std::fs::write(dir.join("plugins.yaml"), docs.join("---\n")).expect("write manifests");
-    let mut proxy = build(builder().manifests(&[dir.clone()]).expect("manifests"));
+    let mut proxy = build(
+        builder()
+            .manifests(std::slice::from_ref(&dir))
+            .expect("manifests"),
+    );
     std::fs::remove_dir_all(&dir).ok();
     let out = proxy.send(Request::get("/"));
     let order: Vec<&str> = traces(&out.logs, "probe on_request_headers")

@@ -34,10 +34,15 @@ const FILTER: &str = "tenant";
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(TenantRoot { state: Rc::new(State::default()) })
-    });
+    proxy_wasm::set_root_context(root_context);
 }}
+
+/// The filter's root context (one per plugin per worker VM).
+pub fn root_context(_context_id: u32) -> Box<dyn RootContext> {
+    Box::new(TenantRoot {
+        state: Rc::new(State::default()),
+    })
+}
 
 /// What the root context and its streams share (one VM is single-threaded).
 struct State {

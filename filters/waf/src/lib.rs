@@ -3,15 +3,20 @@
 //! Until its own issue lands this filter passes traffic through untouched.
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType};
 
 // Only the .wasm build exports `_initialize`: several filter crates link into
 // one native binary (the `meshward` command validates their configs).
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(root_context);
 }}
+
+/// The filter's root context (one per plugin per worker VM).
+pub fn root_context(_context_id: u32) -> Box<dyn RootContext> {
+    Box::new(Root)
+}
 
 struct Root;
 

@@ -11,6 +11,9 @@
 //! `proxy_on_vm_start`), all others from the plugin configuration (plain text,
 //! or JSON with the script in `"script"`).
 
+// Wasm only: it imports the proxy-wasm ABI, which a native build cannot link.
+#![cfg(target_arch = "wasm32")]
+
 mod abi;
 mod probe;
 mod script;
