@@ -77,7 +77,7 @@ bench: build host
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --target $(WASM_TARGET) $(addprefix -p ,$(FILTERS)) -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) $(addprefix -p ,$(FILTERS) $(TEST_WASM)) -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
