@@ -117,7 +117,8 @@ impl RequestSpec {
 /// Reads a request file: one JSON object, a JSON array, or JSON lines
 /// (blank lines and lines starting with `#` or `//` are skipped).
 pub fn read(path: &Path) -> anyhow::Result<Vec<RequestSpec>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse(&text).with_context(|| format!("in {}", path.display()))
 }
 
@@ -171,7 +172,12 @@ impl RequestMaker {
         if let Some(a) = &spec.authority {
             request = request.authority(a);
         }
-        for (k, v) in spec.headers.as_ref().map(HeaderList::pairs).unwrap_or_default() {
+        for (k, v) in spec
+            .headers
+            .as_ref()
+            .map(HeaderList::pairs)
+            .unwrap_or_default()
+        {
             request = request.header(&k, &v);
         }
         if let Some(chunks) = &spec.body_chunks {
@@ -179,7 +185,12 @@ impl RequestMaker {
         } else if let Some(body) = &spec.body {
             request = request.body(body.as_bytes().to_vec());
         }
-        for (k, v) in spec.trailers.as_ref().map(HeaderList::pairs).unwrap_or_default() {
+        for (k, v) in spec
+            .trailers
+            .as_ref()
+            .map(HeaderList::pairs)
+            .unwrap_or_default()
+        {
             request = request.trailer(&k, &v);
         }
         if let Some(id) = &spec.peer {
@@ -193,7 +204,8 @@ impl RequestMaker {
             request = request.peer_certificate_pem(self.svids[id].clone());
         } else if let Some(file) = &spec.peer_certificate_file {
             if !self.files.contains_key(file) {
-                let pem = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+                let pem =
+                    std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
                 self.files.insert(file.clone(), pem);
             }
             request = request.peer_certificate_pem(self.files[file].clone());
@@ -229,7 +241,9 @@ mod tests {
 
     #[test]
     fn a_single_object_file_is_one_request() {
-        let specs = parse("{\n  \"path\": \"/x\",\n  \"peer\": \"spiffe://cluster.local/ns/a/sa/b\"\n}").unwrap();
+        let specs =
+            parse("{\n  \"path\": \"/x\",\n  \"peer\": \"spiffe://cluster.local/ns/a/sa/b\"\n}")
+                .unwrap();
         assert_eq!(specs.len(), 1);
         assert_eq!(specs[0].label(), "GET /x");
     }
@@ -242,9 +256,13 @@ mod tests {
     #[test]
     fn peer_gets_an_svid_with_that_uri_san() {
         let mut maker = RequestMaker::new().unwrap();
-        let spec = &parse("{\"path\":\"/x\",\"peer\":\"spiffe://cluster.local/ns/bank-a/sa/api\"}").unwrap()[0];
+        let spec = &parse("{\"path\":\"/x\",\"peer\":\"spiffe://cluster.local/ns/bank-a/sa/api\"}")
+            .unwrap()[0];
         let request = maker.make(spec).unwrap();
         let pem = request.connection.peer_certificate_pem.unwrap();
-        assert_eq!(crate::cert::uri_sans(&pem), vec!["spiffe://cluster.local/ns/bank-a/sa/api"]);
+        assert_eq!(
+            crate::cert::uri_sans(&pem),
+            vec!["spiffe://cluster.local/ns/bank-a/sa/api"]
+        );
     }
 }

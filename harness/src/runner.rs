@@ -31,12 +31,20 @@ impl ChainOptions {
             host_env: Vec::new(),
         };
         let specs = manifest::load_manifests(&self.plugins, &ctx)?;
-        anyhow::ensure!(!specs.is_empty(), "no WasmPlugin found in {:?}", self.plugins);
+        anyhow::ensure!(
+            !specs.is_empty(),
+            "no WasmPlugin found in {:?}",
+            self.plugins
+        );
         Ok(specs)
     }
 
     /// A proxy with these plugins for a sidecar with this node metadata.
-    pub fn build(&self, specs: &[PluginSpec], node: &BTreeMap<String, String>) -> Result<Proxy, LoadError> {
+    pub fn build(
+        &self,
+        specs: &[PluginSpec],
+        node: &BTreeMap<String, String>,
+    ) -> Result<Proxy, LoadError> {
         let mut builder = Proxy::builder().workers(self.workers.max(1));
         for (k, v) in node {
             builder = builder.node_metadata(k, v);
@@ -49,7 +57,9 @@ impl ChainOptions {
         }
         let mut proxy = builder.build()?;
         for c in &self.accepting_clusters {
-            proxy.on_http_call(c, |_| crate::exchange::CallReply::response(200, vec![], Vec::new()));
+            proxy.on_http_call(c, |_| {
+                crate::exchange::CallReply::response(200, vec![], Vec::new())
+            });
         }
         Ok(proxy)
     }
@@ -64,7 +74,10 @@ pub struct Runner {
 }
 
 fn node_key(node: &BTreeMap<String, String>) -> String {
-    node.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    node.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Runner {
@@ -88,9 +101,7 @@ impl Runner {
             let proxy = self.options.build(&self.specs, node)?;
             self.proxies.insert(key.clone(), proxy);
         }
-        self.proxies
-            .get_mut(&key)
-            .context("proxy vanished")
+        self.proxies.get_mut(&key).context("proxy vanished")
     }
 
     /// Sends the request `repeat` times (after moving the clock by `advanceMs`).
@@ -100,7 +111,9 @@ impl Runner {
         if spec.advance_ms > 0 {
             proxy.advance(Duration::from_millis(spec.advance_ms));
         }
-        Ok((0..spec.repeat.max(1)).map(|_| proxy.send(request.clone())).collect())
+        Ok((0..spec.repeat.max(1))
+            .map(|_| proxy.send(request.clone()))
+            .collect())
     }
 
     /// Every proxy of the run, by node.
@@ -165,7 +178,9 @@ pub fn describe(outcome: &Outcome) -> String {
         (Some(e), Some(r)) if outcome.local_reply.is_some() => {
             format!("{} {who}: {e}, reason {r}", outcome.status())
         }
-        (Some(e), None) if outcome.local_reply.is_some() => format!("{} {who}: {e}", outcome.status()),
+        (Some(e), None) if outcome.local_reply.is_some() => {
+            format!("{} {who}: {e}", outcome.status())
+        }
         _ => format!("{} {who}", outcome.status()),
     }
 }

@@ -60,7 +60,14 @@ fn stats(mut samples: Vec<u64>) -> Stats {
     }
 }
 
-fn time_block(proxy: &mut Proxy, requests: &[Request], start: usize, count: usize, advance: Duration, out: &mut Vec<u64>) {
+fn time_block(
+    proxy: &mut Proxy,
+    requests: &[Request],
+    start: usize,
+    count: usize,
+    advance: Duration,
+    out: &mut Vec<u64>,
+) {
     for k in 0..count {
         let request = requests[(start + k) % requests.len()].clone();
         if !advance.is_zero() {
@@ -113,8 +120,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let advance = Duration::from_micros(args.advance_us);
 
     let (mut warm_a, mut warm_b) = (Vec::new(), Vec::new());
-    time_block(&mut measured, &requests, 0, args.warmup, advance, &mut warm_a);
-    time_block(&mut baseline, &requests, 0, args.warmup, advance, &mut warm_b);
+    time_block(
+        &mut measured,
+        &requests,
+        0,
+        args.warmup,
+        advance,
+        &mut warm_a,
+    );
+    time_block(
+        &mut baseline,
+        &requests,
+        0,
+        args.warmup,
+        advance,
+        &mut warm_b,
+    );
 
     // What the measured requests did, so a reader knows which path was timed.
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
@@ -123,7 +144,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         *outcomes.entry(runner::describe(&o)).or_default() += 1;
     }
 
-    let (mut a, mut b) = (Vec::with_capacity(args.iterations), Vec::with_capacity(args.iterations));
+    let (mut a, mut b) = (
+        Vec::with_capacity(args.iterations),
+        Vec::with_capacity(args.iterations),
+    );
     let block = 250;
     let mut done = 0;
     while done < args.iterations {
@@ -136,17 +160,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ratio = sa.median_us / sb.median_us.max(1e-9);
     println!(
         "chain: {} ({} worker{}, {} requests per side)",
-        specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" → "),
+        specs
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" → "),
         args.workers,
         if args.workers == 1 { "" } else { "s" },
         args.iterations
     );
-    println!("timed requests did: {}", outcomes.iter().map(|(k, v)| format!("{v}× {k}")).collect::<Vec<_>>().join(", "));
-    println!("{:<28} {:>10} {:>10} {:>12}", "", "median µs", "p99 µs", "requests/s");
-    println!("{:<28} {:>10.1} {:>10.1} {:>12.0}", "measured chain", sa.median_us, sa.p99_us, sa.per_second);
+    println!(
+        "timed requests did: {}",
+        outcomes
+            .iter()
+            .map(|(k, v)| format!("{v}× {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "{:<28} {:>10} {:>10} {:>12}",
+        "", "median µs", "p99 µs", "requests/s"
+    );
     println!(
         "{:<28} {:>10.1} {:>10.1} {:>12.0}",
-        format!("{} pass-through filter{}", specs.len(), if specs.len() == 1 { "" } else { "s" }),
+        "measured chain", sa.median_us, sa.p99_us, sa.per_second
+    );
+    println!(
+        "{:<28} {:>10.1} {:>10.1} {:>12.0}",
+        format!(
+            "{} pass-through filter{}",
+            specs.len(),
+            if specs.len() == 1 { "" } else { "s" }
+        ),
         sb.median_us,
         sb.p99_us,
         sb.per_second

@@ -88,7 +88,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if args.group_repeats {
             let summary = grouped
                 .iter()
-                .map(|(line, count)| if outcomes.len() > 1 { format!("{count}× {line}") } else { line.clone() })
+                .map(|(line, count)| {
+                    if outcomes.len() > 1 {
+                        format!("{count}× {line}")
+                    } else {
+                        line.clone()
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             let last = outcomes.last();
@@ -106,7 +112,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for r in &records {
             writeln!(file, "{r}")?;
         }
-        println!("{} audit records written to {}", records.len(), path.display());
+        println!(
+            "{} audit records written to {}",
+            records.len(),
+            path.display()
+        );
     }
     if unexpected > 0 {
         println!("{unexpected} outcomes differ from their expectation");
@@ -119,7 +129,11 @@ fn extras(outcome: &meshward_harness::Outcome, args: &Args) -> String {
     let mut out = String::new();
     for name in &args.show_upstream {
         if let Some(v) = outcome.upstream_header(name) {
-            let v = if v.len() > 72 { format!("{}…", &v[..v.floor_char_boundary(72)]) } else { v.to_string() };
+            let v = if v.len() > 72 {
+                format!("{}…", &v[..v.floor_char_boundary(72)])
+            } else {
+                v.to_string()
+            };
             out.push_str(&format!("\n{:>6}{:<46}  ↳ upstream {name}: {v}", "", ""));
         }
     }

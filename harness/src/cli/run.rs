@@ -64,13 +64,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn text(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(bytes);
     if s.len() > 2000 {
-        format!("{}… ({} bytes)", &s[..s.floor_char_boundary(2000)], bytes.len())
+        format!(
+            "{}… ({} bytes)",
+            &s[..s.floor_char_boundary(2000)],
+            bytes.len()
+        )
     } else {
         s.into_owned()
     }
