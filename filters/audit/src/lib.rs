@@ -28,10 +28,18 @@ use std::time::{Duration, UNIX_EPOCH};
 const FILTER: &str = "audit";
 const REQUEST_ID: &str = "x-request-id";
 
+// Only the .wasm exports `_initialize`: natively, several filter crates link
+// into the `meshward` command (which validates their configs).
+#[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::new()) });
+    proxy_wasm::set_root_context(root_context);
 }}
+
+/// The filter's root context (one per plugin per worker VM).
+pub fn root_context(_context_id: u32) -> Box<dyn RootContext> {
+    Box::new(Root::new())
+}
 
 /// Metric ids; 0 (never a valid id) when definition failed, which makes the
 /// updates no-ops instead of traps.
