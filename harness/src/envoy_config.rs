@@ -343,6 +343,9 @@ impl Bootstrap {
             // Like Istio's sidecar inbound: keep what the caller forwarded and append
             // one element describing the direct peer (ARCHITECTURE §7).
             "forward_client_cert_details": "APPEND_FORWARD",
+            // Istio's default path normalization (BASE): RFC 3986 dot segments
+            // resolved before any filter sees the path.
+            "normalize_path": true,
             "set_current_client_cert_details": {"uri": true, "cert": true},
             "route_config": {
                 "name": "inbound",
@@ -605,6 +608,7 @@ mod tests {
         assert_eq!(hcm["forward_client_cert_details"], "APPEND_FORWARD");
         assert_eq!(hcm["set_current_client_cert_details"]["uri"], true);
         assert_eq!(hcm["set_current_client_cert_details"]["cert"], true);
+        assert_eq!(hcm["normalize_path"], true);
     }
 
     #[test]

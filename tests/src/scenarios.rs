@@ -918,5 +918,62 @@ pub fn all() -> Vec<Scenario> {
         gateway_forwarded_identity_is_trusted(),
         burst_beyond_the_limit_is_rejected(),
         audit_headers_are_signed_and_verifiable(),
+        shared_service_accepts_an_authenticated_caller(),
+        shared_workload_calling_a_bank_is_denied(),
+        public_path_is_open_but_cannot_be_stretched(),
     ]
+}
+
+/// A shared service (logging) accepts any authenticated workload of the mesh.
+pub fn shared_service_accepts_an_authenticated_caller() -> Scenario {
+    Scenario {
+        name: "shared_service_accepts_an_authenticated_caller",
+        callee: SHARED_LOGGING,
+        requests: vec![Send::post(BANK_A_API, "/v1/logs", br#"{"line":"hello"}"#)
+            .authority("logging.shared.svc.cluster.local")],
+        volatile: AUDIT_VOLATILE,
+        refill: None,
+        expect: |_, o| {
+            expect_status(o, 0, 200)?;
+            expect_reached(o, 0, true)
+        },
+    }
+}
+
+/// Shared services only receive: the rule `shared-never-calls-banks` denies a
+/// shared workload calling a bank.
+pub fn shared_workload_calling_a_bank_is_denied() -> Scenario {
+    Scenario {
+        name: "shared_workload_calling_a_bank_is_denied",
+        callee: BANK_A_API,
+        requests: vec![Send::get(SHARED_LOGGING, "/accounts/1")],
+        volatile: AUDIT_VOLATILE,
+        refill: None,
+        expect: |_, o| {
+            expect_status(o, 0, 403)?;
+            expect_reached(o, 0, false)?;
+            expect_json_local_reply(o, 0)
+        },
+    }
+}
+
+/// A public path (kubelet probes) is open to any caller; dot segments cannot
+/// stretch it over a protected path.
+pub fn public_path_is_open_but_cannot_be_stretched() -> Scenario {
+    Scenario {
+        name: "public_path_is_open_but_cannot_be_stretched",
+        callee: BANK_A_API,
+        requests: vec![
+            Send::get(BANK_B_API, "/healthz"),
+            Send::get(BANK_B_API, "/healthz/../accounts/1"),
+        ],
+        volatile: AUDIT_VOLATILE,
+        refill: None,
+        expect: |_, o| {
+            expect_status(o, 0, 200)?;
+            expect_reached(o, 0, true)?;
+            expect_status(o, 1, 403)?;
+            expect_reached(o, 1, false)
+        },
+    }
 }

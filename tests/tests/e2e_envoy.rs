@@ -432,3 +432,18 @@ fn abi_probe_answers_agree_between_harness_and_envoy() {
         differ.join("\n  ")
     );
 }
+
+#[test]
+fn shared_service_accepts_an_authenticated_caller() {
+    run(scenarios::shared_service_accepts_an_authenticated_caller());
+}
+
+#[test]
+fn shared_workload_calling_a_bank_is_denied() {
+    run(scenarios::shared_workload_calling_a_bank_is_denied());
+}
+
+#[test]
+fn public_path_is_open_but_cannot_be_stretched() {
+    run(scenarios::public_path_is_open_but_cannot_be_stretched());
+}
