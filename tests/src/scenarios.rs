@@ -706,6 +706,56 @@ fn expect_json_local_reply(o: &[Observed], i: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The claims of request `i`'s `x-meshward-audit` at the upstream, after checking
+/// its signature with the mesh's `k1` key (`MESHWARD_AUDIT_KEY_K1`, `valueFrom: HOST`).
+pub fn verified_audit_claims(
+    mesh: &Mesh,
+    o: &[Observed],
+    i: usize,
+) -> Result<meshward_shared::audit::AuditClaims, String> {
+    let got = o.get(i).ok_or_else(|| format!("no request {i}"))?;
+    let value = got
+        .upstream_header("x-meshward-audit")
+        .ok_or_else(|| format!("request {i}: no x-meshward-audit at the upstream"))?;
+    let signature = got
+        .upstream_header("x-meshward-audit-signature")
+        .ok_or_else(|| format!("request {i}: no x-meshward-audit-signature at the upstream"))?;
+    let secret = mesh
+        .host_value("MESHWARD_AUDIT_KEY_K1")
+        .ok_or("the manifests give audit no MESHWARD_AUDIT_KEY_K1 from the host")?;
+    let mut keys = meshward_shared::audit::Keyring::new();
+    keys.insert("k1", secret.as_bytes())
+        .map_err(|e| e.to_string())?;
+    meshward_shared::audit::verify_header(value, signature, &keys)
+        .map_err(|e| format!("request {i}: audit header does not verify: {e} ({value})"))
+}
+
+/// The caller's principal and tenant, and the tenant filter's decision, as the
+/// signed audit header tells the upstream.
+fn expect_audited_as(
+    mesh: &Mesh,
+    o: &[Observed],
+    i: usize,
+    caller: Workload,
+    authz_reason: &str,
+) -> Result<(), String> {
+    let claims = verified_audit_claims(mesh, o, i)?;
+    let authz = claims.authz.as_ref();
+    if claims.principal.as_deref() != Some(caller.spiffe_id().as_str())
+        || claims.tenant.as_deref() != Some(caller.namespace)
+        || authz.map(|d| d.outcome) != Some(meshward_shared::filter_state::Outcome::Allow)
+        || authz.and_then(|d| d.reason.as_deref()) != Some(authz_reason)
+    {
+        return Err(format!(
+            "request {i}: audited as {:?} of {:?} with authz {authz:?}, expected {} allowed ({authz_reason})",
+            claims.principal,
+            claims.tenant,
+            caller.spiffe_id()
+        ));
+    }
+    Ok(())
+}
+
 /// A caller of the callee's own tenant reaches it.
 pub fn same_tenant_call_is_allowed() -> Scenario {
     Scenario {
@@ -714,9 +764,10 @@ pub fn same_tenant_call_is_allowed() -> Scenario {
         requests: vec![Send::get(BANK_A_WEB, "/accounts/1")],
         volatile: AUDIT_VOLATILE,
         refill: None,
-        expect: |_, o| {
+        expect: |mesh, o| {
             expect_status(o, 0, 200)?;
-            expect_reached(o, 0, true)
+            expect_reached(o, 0, true)?;
+            expect_audited_as(mesh, o, 0, BANK_A_WEB, "same_tenant")
         },
     }
 }
@@ -851,20 +902,8 @@ pub fn audit_headers_are_signed_and_verifiable() -> Scenario {
         expect: |mesh, o| {
             expect_status(o, 0, 200)?;
             expect_reached(o, 0, true)?;
-            let value = o[0]
-                .upstream_header("x-meshward-audit")
-                .ok_or("no x-meshward-audit at the upstream")?;
-            let signature = o[0]
-                .upstream_header("x-meshward-audit-signature")
-                .ok_or("no x-meshward-audit-signature at the upstream")?;
-            let secret = mesh
-                .host_value("MESHWARD_AUDIT_KEY_K1")
-                .ok_or("the manifests give audit no MESHWARD_AUDIT_KEY_K1 from the host")?;
-            let mut keys = meshward_shared::audit::Keyring::new();
-            keys.insert("k1", secret.as_bytes())
-                .map_err(|e| e.to_string())?;
-            let claims = meshward_shared::audit::verify_header(value, signature, &keys)
-                .map_err(|e| format!("audit header does not verify: {e} ({value})"))?;
+            let claims = verified_audit_claims(mesh, o, 0)?;
+            let value = o[0].upstream_header("x-meshward-audit").unwrap_or_default();
             let want_principal = BANK_A_WEB.spiffe_id();
             if claims.principal.as_deref() != Some(want_principal.as_str())
                 || claims.tenant.as_deref() != Some("bank-a")
@@ -901,9 +940,11 @@ pub fn gateway_forwarded_identity_is_trusted() -> Scenario {
         )],
         volatile: AUDIT_VOLATILE,
         refill: None,
-        expect: |_, o| {
+        expect: |mesh, o| {
             expect_status(o, 0, 200)?;
-            expect_reached(o, 0, true)
+            expect_reached(o, 0, true)?;
+            // The forwarded client, not the gateway, is the caller the upstream is told of.
+            expect_audited_as(mesh, o, 0, BANK_A_WEB, "same_tenant")
         },
     }
 }
@@ -933,9 +974,10 @@ pub fn shared_service_accepts_an_authenticated_caller() -> Scenario {
             .authority("logging.shared.svc.cluster.local")],
         volatile: AUDIT_VOLATILE,
         refill: None,
-        expect: |_, o| {
+        expect: |mesh, o| {
             expect_status(o, 0, 200)?;
-            expect_reached(o, 0, true)
+            expect_reached(o, 0, true)?;
+            expect_audited_as(mesh, o, 0, BANK_A_API, "shared_authenticated")
         },
     }
 }
