@@ -264,7 +264,23 @@ pub struct Bootstrap {
     pub node_metadata: BTreeMap<String, String>,
     /// The Wasm filters, in chain order.
     pub filters: Vec<WasmFilter>,
+    /// Where to write one JSON access-log line per request (see [`ACCESS_LOG_FORMAT`]).
+    pub access_log: Option<PathBuf>,
 }
+
+/// The fields of an access-log line: what a filter decided is visible in
+/// `details` (the response-code details a local reply names its filter in).
+pub const ACCESS_LOG_FORMAT: &[(&str, &str)] = &[
+    ("time", "%START_TIME%"),
+    ("request_id", "%REQ(X-REQUEST-ID)%"),
+    ("method", "%REQ(:METHOD)%"),
+    ("path", "%REQ(:PATH)%"),
+    ("code", "%RESPONSE_CODE%"),
+    ("details", "%RESPONSE_CODE_DETAILS%"),
+    ("flags", "%RESPONSE_FLAGS%"),
+    ("peer", "%DOWNSTREAM_PEER_URI_SAN%"),
+    ("duration_ms", "%DURATION%"),
+];
 
 /// A bootstrap that Envoy would not accept, found before Envoy sees it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -293,6 +309,7 @@ impl Bootstrap {
             node_id: "meshward".to_string(),
             node_metadata: BTreeMap::new(),
             filters: Vec::new(),
+            access_log: None,
         }
     }
 
@@ -336,7 +353,7 @@ impl Bootstrap {
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
         }));
 
-        let hcm = json!({
+        let mut hcm = json!({
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": "meshward_inbound",
             "codec_type": "AUTO",
@@ -357,6 +374,20 @@ impl Bootstrap {
             },
             "http_filters": http_filters,
         });
+        if let Some(path) = &self.access_log {
+            let format: Map<String, Value> = ACCESS_LOG_FORMAT
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            hcm["access_log"] = json!([{
+                "name": "envoy.access_loggers.file",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": path_str(path),
+                    "log_format": {"json_format": format}
+                }
+            }]);
+        }
 
         let mut filter_chain = Map::new();
         filter_chain.insert(
@@ -609,6 +640,25 @@ mod tests {
         assert_eq!(hcm["set_current_client_cert_details"]["uri"], true);
         assert_eq!(hcm["set_current_client_cert_details"]["cert"], true);
         assert_eq!(hcm["normalize_path"], true);
+    }
+
+    #[test]
+    fn access_log_is_one_json_line_per_request_when_asked_for() {
+        let v = sample().to_value().unwrap();
+        let hcm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        assert!(hcm.get("access_log").is_none());
+        let mut b = sample();
+        b.access_log = Some("/logs/access.jsonl".into());
+        let v = b.to_value().unwrap();
+        let log = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["access_log"][0]["typed_config"];
+        assert_eq!(log["path"], "/logs/access.jsonl");
+        assert_eq!(
+            log["log_format"]["json_format"]["details"],
+            "%RESPONSE_CODE_DETAILS%"
+        );
+        assert_eq!(log["log_format"]["json_format"]["code"], "%RESPONSE_CODE%");
     }
 
     #[test]

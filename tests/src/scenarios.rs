@@ -114,6 +114,8 @@ pub struct Observed {
     /// When the request was sent, from the scenario's first request: real time
     /// in Envoy; always zero in the harness, whose clock stands still.
     pub sent_at: Duration,
+    /// Response-code details: `via_upstream`, or what the local reply's filter named.
+    pub details: Option<String>,
 }
 
 impl Observed {
@@ -330,6 +332,11 @@ pub fn run_harness(
             response_headers: out.response.headers.clone(),
             body: out.response.body.clone(),
             sent_at: Duration::ZERO,
+            details: match (&out.local_reply, &out.upstream) {
+                (Some(reply), _) => Some(reply.details.clone()),
+                (None, Some(_)) => Some("via_upstream".to_string()),
+                (None, None) => None,
+            },
         });
     }
     Ok((observed, proxy.metrics()))
@@ -342,6 +349,7 @@ pub struct EnvoyRig {
     /// Answers every cluster the filters' configuration names for `http_call`.
     pub collector: EchoServer,
     clients: BTreeMap<Workload, MtlsClient>,
+    access_log: std::path::PathBuf,
     _dir: TempDir,
 }
 
@@ -368,6 +376,8 @@ impl EnvoyRig {
             .node_metadata
             .insert("NAMESPACE".into(), callee.namespace.into());
         bootstrap.filters = mesh.filters()?;
+        let access_log = dir.path().join("access.jsonl");
+        bootstrap.access_log = Some(access_log.clone());
         let mut named = BTreeSet::new();
         for filter in &bootstrap.filters {
             named.extend(envoy_config::referenced_clusters(filter));
@@ -383,8 +393,29 @@ impl EnvoyRig {
             upstream,
             collector,
             clients: BTreeMap::new(),
+            access_log,
             _dir: dir,
         })
+    }
+
+    /// The access log's first `n` lines (JSON), waiting up to 5 s for them.
+    pub fn access_log_lines(&self, n: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&self.access_log).unwrap_or_default();
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()
+                .context("access log line is not JSON")?;
+            if lines.len() >= n {
+                return Ok(lines.into_iter().take(n).collect());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("{} of {n} access-log lines after 5 s", lines.len());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// A client presenting `caller`'s SVID.
@@ -432,7 +463,13 @@ pub fn run_envoy(mesh: &Mesh, scenario: &Scenario) -> anyhow::Result<(Vec<Observ
             response_headers: response.headers,
             body: response.body,
             sent_at,
+            details: None,
         });
+    }
+    // The access log, one line per request in order (requests were sequential).
+    let lines = rig.access_log_lines(observed.len())?;
+    for (o, line) in observed.iter_mut().zip(lines) {
+        o.details = line["details"].as_str().map(str::to_string);
     }
     Ok((observed, rig))
 }
@@ -641,7 +678,11 @@ pub fn assert_scenario(mesh: &Mesh, scenario: &Scenario) {
         report.envoy_time,
         report.rig.envoy.started_in(),
         report.harness.iter().map(|o| o.status).collect::<Vec<_>>(),
-        report.envoy.iter().map(|o| o.status).collect::<Vec<_>>(),
+        report
+            .envoy
+            .iter()
+            .map(|o| (o.status, o.details.clone().unwrap_or_default()))
+            .collect::<Vec<_>>(),
     );
     if std::env::var_os("MESHWARD_E2E_SHOW_METRICS").is_some() {
         eprintln!("harness metrics: {:?}", report.harness_metrics);

@@ -54,6 +54,9 @@ pub struct Args {
     /// `node.id`.
     #[arg(long, default_value = "meshward")]
     node_id: String,
+    /// Write one JSON access-log line per request to this file (code, response-code details, peer).
+    #[arg(long, value_name = "FILE")]
+    access_log: Option<PathBuf>,
     /// Write the bootstrap here instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -68,6 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut bootstrap = Bootstrap::new(args.listen, args.admin, args.upstream);
     bootstrap.node_id = args.node_id.clone();
+    bootstrap.access_log = args.access_log.clone();
     if let (Some(ca), Some(cert), Some(key)) = (&args.ca, &args.cert, &args.key) {
         bootstrap.tls = Some(ListenerTls {
             ca: absolute(ca)?,

@@ -104,6 +104,8 @@ impl EnvoyProcess {
             .arg("--concurrency")
             .arg(concurrency.to_string())
             .arg("--disable-hot-restart")
+            // Access-log lines reach their file within a few ms, not Envoy's default 1 s.
+            .args(["--file-flush-interval-msec", "10"])
             .arg("--admin-address-path")
             .arg(&admin_file)
             .args([
