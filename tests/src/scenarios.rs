@@ -273,20 +273,20 @@ fn harness_echo(upstream: &meshward_harness::Upstream) -> Response {
             .collect(),
         body: upstream.body.clone(),
     };
+    let body = serde_json::to_vec(&echoed.to_json()).unwrap_or_default();
+    // As the real echo server answers: HTTP/1.1 with a content-length.
     Response::new(200)
         .header("content-type", "application/json")
-        .body(serde_json::to_vec(&echoed.to_json()).unwrap_or_default())
+        .header("content-length", &body.len().to_string())
+        .body(body)
 }
 
-/// Runs a scenario through the harness: the manifests' chain, two workers,
-/// requests alternating between them.
-pub fn run_harness(
-    mesh: &Mesh,
-    scenario: &Scenario,
-) -> anyhow::Result<(Vec<Observed>, BTreeMap<String, i64>)> {
+/// The harness proxy for `callee`: the manifests' chain on two workers, the
+/// mesh's host environment, every cluster the filters name known, the echo upstream.
+pub fn harness_proxy(mesh: &Mesh, callee: Workload) -> anyhow::Result<Proxy> {
     let mut builder = Proxy::builder()
         .workers(2)
-        .node_metadata("NAMESPACE", scenario.callee.namespace);
+        .node_metadata("NAMESPACE", callee.namespace);
     for (k, v) in &mesh.host_env {
         builder = builder.host_env(k, v);
     }
@@ -301,20 +301,35 @@ pub fn run_harness(
         .build()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     proxy.set_upstream(harness_echo);
+    Ok(proxy)
+}
+
+/// The harness's side of one request of a scenario, sent on `worker`.
+pub fn harness_request(mesh: &Mesh, send: &Send, worker: usize) -> anyhow::Result<Request> {
+    let svid = mesh.svid(send.caller)?;
+    let mut request = Request::new(send.method, &send.path)
+        .authority(&send.authority)
+        .peer_certificate_pem(svid.cert_pem.clone())
+        .worker(worker);
+    for (k, v) in &send.headers {
+        request = request.header(k, v);
+    }
+    if !send.body.is_empty() {
+        request = request.body(send.body.clone());
+    }
+    Ok(request)
+}
+
+/// Runs a scenario through the harness: the manifests' chain, two workers,
+/// requests alternating between them.
+pub fn run_harness(
+    mesh: &Mesh,
+    scenario: &Scenario,
+) -> anyhow::Result<(Vec<Observed>, BTreeMap<String, i64>)> {
+    let mut proxy = harness_proxy(mesh, scenario.callee)?;
     let mut observed = Vec::new();
     for (i, send) in scenario.requests.iter().enumerate() {
-        let svid = mesh.svid(send.caller)?;
-        let mut request = Request::new(send.method, &send.path)
-            .authority(&send.authority)
-            .peer_certificate_pem(svid.cert_pem.clone())
-            .worker(i % 2);
-        for (k, v) in &send.headers {
-            request = request.header(k, v);
-        }
-        if !send.body.is_empty() {
-            request = request.body(send.body.clone());
-        }
-        let out = proxy.send(request);
+        let out = proxy.send(harness_request(mesh, send, i % 2)?);
         let upstream = out.upstream.as_ref().map(|u| Echoed {
             method: u.method.clone(),
             path: u.path.clone(),

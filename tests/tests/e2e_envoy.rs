@@ -3,6 +3,8 @@
 //! threads can show. Needs the built filters (`make build`) and Envoy (`make envoy`);
 //! `make e2e` does both.
 
+use meshward_harness::envoy_config;
+use meshward_harness::CallReply;
 use meshward_tests::e2e::{EnvoyProcess, MtlsClient, WireRequest};
 use meshward_tests::scenarios::{self, assert_scenario, Mesh, Scenario};
 use std::sync::OnceLock;
@@ -446,4 +448,196 @@ fn shared_workload_calling_a_bank_is_denied() {
 #[test]
 fn public_path_is_open_but_cannot_be_stretched() {
     run(scenarios::public_path_is_open_but_cannot_be_stretched());
+}
+
+/// The audit record of a request goes to the collector cluster the manifest
+/// names (`http_call`, OTLP/HTTP JSON): the export request and the record —
+/// signed, chained, describing the request as the proxy saw it — are the same
+/// in the harness and in Envoy.
+#[test]
+fn audit_record_export_agrees_between_harness_and_envoy() {
+    use meshward_shared::audit::{check_record, Keyring};
+    let mesh = mesh();
+    let collector = mesh
+        .filters()
+        .unwrap()
+        .iter()
+        .filter(|f| f.root_id == "audit")
+        .flat_map(envoy_config::referenced_clusters)
+        .next()
+        .expect("the audit manifest names its collector cluster");
+    let send = scenarios::Send::get(scenarios::BANK_A_WEB, "/accounts/5");
+
+    let mut proxy = scenarios::harness_proxy(mesh, scenarios::BANK_A_API).unwrap();
+    proxy.on_http_call(&collector, |_| {
+        CallReply::response(200, vec![], b"{}".to_vec())
+    });
+    let out = proxy.send(scenarios::harness_request(mesh, &send, 0).unwrap());
+    assert_eq!(out.status(), 200);
+    proxy.advance(std::time::Duration::from_secs(2));
+    let calls: Vec<_> = proxy
+        .http_calls()
+        .iter()
+        .filter(|c| c.cluster == collector)
+        .cloned()
+        .collect();
+    assert_eq!(calls.len(), 1, "harness export calls: {calls:?}");
+    let h = &calls[0];
+
+    let _one_at_a_time = scenarios::envoy_lock();
+    let mut rig = scenarios::EnvoyRig::start(mesh, scenarios::BANK_A_API, 2).expect("Envoy starts");
+    let client = rig.client(mesh, send.caller).unwrap();
+    let request = WireRequest {
+        method: send.method.into(),
+        path: send.path.clone(),
+        authority: send.authority.clone(),
+        headers: vec![],
+        body: vec![],
+    };
+    assert_eq!(
+        client.send(rig.envoy.listener(), &request).unwrap().status,
+        200
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rig.collector.count() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let received = rig.collector.received();
+    assert_eq!(received.len(), 1, "Envoy export requests: {received:?}");
+    let e = &received[0];
+
+    let mut differ = Vec::new();
+    let pairs = [
+        ("method", h.header(":method"), Some(e.method.as_str())),
+        ("path", h.header(":path"), Some(e.path.as_str())),
+        ("authority", h.header(":authority"), e.header("host")),
+        (
+            "content-type",
+            h.header("content-type"),
+            e.header("content-type"),
+        ),
+    ];
+    for (what, hv, ev) in pairs {
+        if hv != ev {
+            differ.push(format!("export {what}: harness {hv:?} / Envoy {ev:?}"));
+        }
+    }
+
+    let mut keys = Keyring::new();
+    keys.insert(
+        "k1",
+        mesh.host_value("MESHWARD_AUDIT_KEY_K1").unwrap().as_bytes(),
+    )
+    .unwrap();
+    let record = |body: &[u8]| {
+        let v: serde_json::Value = serde_json::from_slice(body).expect("OTLP JSON");
+        let records = v["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(records.len(), 1, "one log record: {v}");
+        let line = records[0]["body"]["stringValue"]
+            .as_str()
+            .expect("record line")
+            .to_string();
+        let checked = check_record(&line, &keys).expect("a record");
+        assert!(
+            checked.hash_matches && format!("{:?}", checked.signature) == "Valid",
+            "record verifies: {line}"
+        );
+        (checked.body, line)
+    };
+    let (hr, h_line) = record(&h.body);
+    let (er, e_line) = record(&e.body);
+    let fields = [
+        (
+            "method",
+            format!("{:?}", hr.method),
+            format!("{:?}", er.method),
+        ),
+        ("path", format!("{:?}", hr.path), format!("{:?}", er.path)),
+        (
+            "status",
+            format!("{:?}", hr.status),
+            format!("{:?}", er.status),
+        ),
+        (
+            "response_details",
+            format!("{:?}", hr.response_details),
+            format!("{:?}", er.response_details),
+        ),
+        (
+            "principal",
+            format!("{:?}", hr.principal),
+            format!("{:?}", er.principal),
+        ),
+        (
+            "tenant",
+            format!("{:?}", hr.tenant),
+            format!("{:?}", er.tenant),
+        ),
+        (
+            "destination",
+            format!("{:?}", hr.destination),
+            format!("{:?}", er.destination),
+        ),
+        (
+            "decisions",
+            format!("{:?}", hr.decisions),
+            format!("{:?}", er.decisions),
+        ),
+        (
+            "request_bytes",
+            format!("{:?}", hr.request_bytes),
+            format!("{:?}", er.request_bytes),
+        ),
+        // Not response_bytes: each side's upstream echoes the headers it got, which differ.
+        (
+            "request header names",
+            format!(
+                "{:?}",
+                hr.request_headers
+                    .iter()
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>()
+            ),
+            format!(
+                "{:?}",
+                er.request_headers
+                    .iter()
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>()
+            ),
+        ),
+        (
+            "response header names",
+            format!(
+                "{:?}",
+                hr.response_headers
+                    .iter()
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>()
+            ),
+            // `connection: close` answers the client's own `connection: close` (HTTP/1.1
+            // downstream); the harness has no downstream protocol.
+            format!(
+                "{:?}",
+                er.response_headers
+                    .iter()
+                    .map(|(k, _)| k)
+                    .filter(|k| *k != "connection")
+                    .collect::<Vec<_>>()
+            ),
+        ),
+    ];
+    for (what, hv, ev) in fields {
+        if hv != ev {
+            differ.push(format!("record {what}: harness {hv} / Envoy {ev}"));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "audit export differs between the harness and Envoy:\n  {}\nharness record: {h_line}\nEnvoy record:   {e_line}",
+        differ.join("\n  ")
+    );
 }
