@@ -7,7 +7,11 @@ use std::process::ExitCode;
 mod cli;
 
 #[derive(Parser)]
-#[command(name = "meshward", version, about = "meshward filters: harness, tools and checks")]
+#[command(
+    name = "meshward",
+    version,
+    about = "meshward filters: harness, tools and checks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -50,7 +50,12 @@ pub(crate) struct Process {
     pub node: Node,
     /// Clusters that `proxy_http_call` / `proxy_grpc_call` may name.
     pub clusters: Vec<String>,
-    pub logs: Vec<LogLine>,
+    logs: Vec<LogLine>,
+    /// Lines dropped from the front once `log_limit` was reached.
+    logs_dropped: usize,
+    /// How many log lines the process keeps (Envoy writes them out; the
+    /// harness keeps the newest for tests to read).
+    pub log_limit: usize,
     pub metrics: BTreeMap<String, Metric>,
     shared_data: HashMap<String, SharedData>,
     /// CAS values come from one counter starting at 1, as in proxy-wasm-cpp-host.
@@ -61,6 +66,9 @@ pub(crate) struct Process {
     /// `proxy_on_queue_ready` calls to deliver: (owner VM, root context, queue id).
     pub queue_ready: Vec<(crate::host::VmKey, u32, u32)>,
 }
+
+/// Log lines kept by default: plenty for any test, bounded for long replays.
+pub const DEFAULT_LOG_LIMIT: usize = 200_000;
 
 /// The next CAS value; 0 is skipped when the counter wraps, as 0 means "no cas".
 fn take_cas(counter: &mut u32) -> u32 {
@@ -79,6 +87,8 @@ impl Process {
                 monotonic_nanos: 1_000_000_000,
             },
             logs: Vec::new(),
+            logs_dropped: 0,
+            log_limit: DEFAULT_LOG_LIMIT,
             metrics: BTreeMap::new(),
             shared_data: HashMap::new(),
             next_cas: 1,
@@ -86,6 +96,26 @@ impl Process {
             queues: Vec::new(),
             queue_ready: Vec::new(),
         }
+    }
+
+    pub fn push_log(&mut self, line: LogLine) {
+        if self.logs.len() >= self.log_limit.max(1) {
+            let drop = self.logs.len() / 2 + 1;
+            self.logs.drain(..drop);
+            self.logs_dropped += drop;
+        }
+        self.logs.push(line);
+    }
+
+    /// A position in the log that stays valid when old lines are dropped.
+    pub fn log_mark(&self) -> usize {
+        self.logs_dropped + self.logs.len()
+    }
+
+    /// The lines logged since `mark` (those still kept).
+    pub fn logs_since(&self, mark: usize) -> &[LogLine] {
+        let from = mark.saturating_sub(self.logs_dropped).min(self.logs.len());
+        &self.logs[from..]
     }
 
     pub fn get_shared(&self, vm_id: &str, key: &str) -> Option<(Vec<u8>, u32)> {

@@ -59,6 +59,7 @@ pub struct ProxyBuilder {
     manifest_context: ManifestContext,
     start_nanos: u64,
     generate_request_id: bool,
+    log_limit: usize,
 }
 
 impl ProxyBuilder {
@@ -120,6 +121,12 @@ impl ProxyBuilder {
         self
     }
 
+    /// How many log lines the proxy keeps (the oldest half is dropped past it).
+    pub fn log_limit(mut self, lines: usize) -> Self {
+        self.log_limit = lines;
+        self
+    }
+
     /// Whether the proxy adds `x-request-id` when a request has none (Envoy's
     /// `generate_request_id`, on by default).
     pub fn generate_request_id(mut self, on: bool) -> Self {
@@ -134,6 +141,7 @@ impl ProxyBuilder {
         manifest::istio_order(&mut plugins);
         let mut process = Process::new(self.start_nanos, self.node);
         process.clusters = self.clusters;
+        process.log_limit = self.log_limit;
         let process = Rc::new(RefCell::new(process));
         let mut modules = Vec::new();
         for spec in &plugins {
@@ -288,6 +296,7 @@ impl Proxy {
             manifest_context: ManifestContext::default(),
             start_nanos: DEFAULT_START_NANOS,
             generate_request_id: true,
+            log_limit: crate::process::DEFAULT_LOG_LIMIT,
         }
     }
 
@@ -295,7 +304,7 @@ impl Proxy {
 
     fn new_vm(&self, index: usize, worker: usize, info: Rc<PluginInfo>) -> Result<Vm, LoadError> {
         let plugin = &self.plugins[index];
-        let log_start = self.process.borrow().logs.len();
+        let log_start = self.process.borrow().log_mark();
         let host = HostState::new(info, (index, worker), self.process.clone());
         let mut vm =
             Vm::instantiate(&self.linker, &plugin.module, host).map_err(|e| LoadError {
@@ -306,7 +315,10 @@ impl Proxy {
         vm.start().map_err(|reason| LoadError {
             plugin: plugin.spec.name.clone(),
             reason,
-            logs: self.process.borrow().logs[log_start..]
+            logs: self
+                .process
+                .borrow()
+                .logs_since(log_start)
                 .iter()
                 .filter(|l| l.plugin == plugin.spec.name)
                 .map(|l| l.message.clone())
@@ -398,8 +410,9 @@ impl Proxy {
         &self.grpc_calls
     }
 
+    /// Every log line kept so far (the newest 200 000 unless [`ProxyBuilder::log_limit`] says otherwise).
     pub fn logs(&self) -> Vec<LogLine> {
-        self.process.borrow().logs.clone()
+        self.process.borrow().logs_since(0).to_vec()
     }
 
     /// A metric by the exact name the plugin defined, over all workers.
@@ -471,8 +484,7 @@ impl Proxy {
             let period = u64::from(vm.host().tick_period_ms) * 1_000_000;
             vm.host_mut().next_tick_nanos = at + period.max(1);
             let root = vm.host().root_context;
-            let f = vm.callbacks.tick.clone();
-            let _ = vm.call(f, root, root as i32);
+            let _ = vm.call(|c| c.tick.as_ref(), root, root as i32);
             self.harvest(i, w);
             self.pump_all();
         }
@@ -509,8 +521,7 @@ impl Proxy {
     fn finish_context(&mut self, i: usize, w: usize, context: u32) {
         let vm = &mut self.plugins[i].vms[w];
         vm.host_mut().awaiting_done.retain(|c| *c != context);
-        let f = vm.callbacks.delete.clone();
-        let _ = vm.call(f, context, context as i32);
+        let _ = vm.call(|c| c.delete.as_ref(), context, context as i32);
         vm.host_mut().contexts.remove(&context);
     }
 
@@ -531,8 +542,11 @@ impl Proxy {
         if let Some(((i, w), context, queue)) = ready {
             if let Some(vm) = self.plugins.get_mut(i).and_then(|p| p.vms.get_mut(w)) {
                 if !vm.failed {
-                    let f = vm.callbacks.queue_ready.clone();
-                    let _ = vm.call(f, context, (context as i32, queue as i32));
+                    let _ = vm.call(
+                        |c| c.queue_ready.as_ref(),
+                        context,
+                        (context as i32, queue as i32),
+                    );
                     self.harvest(i, w);
                 }
             }
@@ -601,8 +615,7 @@ impl Proxy {
                     scope.trailers.len() as i32,
                 );
                 vm.host_mut().call_scope = Some(scope);
-                let f = vm.callbacks.http_call_response.clone();
-                let _ = vm.call(f, call.root_context, args);
+                let _ = vm.call(|c| c.http_call_response.as_ref(), call.root_context, args);
                 vm.host_mut().call_scope = None;
                 self.harvest(i, w);
             }
@@ -647,16 +660,22 @@ impl Proxy {
                         vm.host_mut().call_scope = Some(CallScope::default());
                         if is_stream && vm.host_mut().grpc_streams_answered.insert(call.token) {
                             // A stream's first answer starts with its initial metadata.
-                            let f = vm.callbacks.grpc_receive_initial_metadata.clone();
-                            let _ = vm.call(f, call.root_context, (root, token, 0));
+                            let _ = vm.call(
+                                |c| c.grpc_receive_initial_metadata.as_ref(),
+                                call.root_context,
+                                (root, token, 0),
+                            );
                         }
                         vm.host_mut().call_scope = Some(CallScope {
                             body: message,
                             ..Default::default()
                         });
                         vm.host_mut().grpc_status = Some((grpc_status::OK, String::new()));
-                        let f = vm.callbacks.grpc_receive.clone();
-                        let _ = vm.call(f, call.root_context, (root, token, len));
+                        let _ = vm.call(
+                            |c| c.grpc_receive.as_ref(),
+                            call.root_context,
+                            (root, token, len),
+                        );
                     }
                     GrpcReply::Status(code, message) => {
                         self.close_grpc(i, w, call.token, root, code, message);
@@ -695,12 +714,18 @@ impl Proxy {
         if vm.host_mut().grpc_streams.remove(&token).is_some() {
             // A stream the server ends sends its trailing metadata first.
             vm.host_mut().grpc_streams_answered.remove(&token);
-            let f = vm.callbacks.grpc_receive_trailing_metadata.clone();
-            let _ = vm.call(f, root as u32, (root, token as i32, 0));
+            let _ = vm.call(
+                |c| c.grpc_receive_trailing_metadata.as_ref(),
+                root as u32,
+                (root, token as i32, 0),
+            );
         }
         vm.host_mut().grpc_status = Some((code, message));
-        let f = vm.callbacks.grpc_close.clone();
-        let _ = vm.call(f, root as u32, (root, token as i32, code as i32));
+        let _ = vm.call(
+            |c| c.grpc_close.as_ref(),
+            root as u32,
+            (root, token as i32, code as i32),
+        );
     }
 
     // ----- streams ------------------------------------------------------
@@ -708,7 +733,7 @@ impl Proxy {
     /// Sends one request through the chain to the upstream and back, and
     /// returns everything observable about it.
     pub fn send(&mut self, request: Request) -> Outcome {
-        let log_start = self.process.borrow().logs.len();
+        let log_start = self.process.borrow().log_mark();
         let worker = request.worker % self.workers;
         let connection_id = request.connection.id.unwrap_or_else(|| {
             self.next_connection_id += 1;
@@ -778,7 +803,7 @@ impl Proxy {
         let reset = reset || response.status == 0;
         self.close_stream(&mut stream);
         self.pump_all();
-        let logs = self.process.borrow().logs[log_start..].to_vec();
+        let logs = self.process.borrow().logs_since(log_start).to_vec();
         let filter_state = exchange
             .borrow()
             .filter_state
@@ -831,8 +856,13 @@ impl Proxy {
                     response_end_of_stream: false,
                 })),
             );
-            let f = vm.callbacks.context_create.clone();
-            let ok = vm.call(f, context, (context as i32, root as i32)).is_ok();
+            let ok = vm
+                .call(
+                    |c| c.context_create.as_ref(),
+                    context,
+                    (context as i32, root as i32),
+                )
+                .is_ok();
             self.harvest(i, worker);
             slots.push(Slot {
                 plugin: i,
@@ -1028,23 +1058,20 @@ impl Proxy {
         } as i32;
         self.set_access(stream, s, dir, stage, Access::ReadWrite);
         let vm = &mut self.plugins[i].vms[w];
-        let cb = &vm.callbacks;
         let result = match (dir, stage) {
-            (Dir::Request, Stage::Headers) => {
-                let f = cb.request_headers.clone();
-                vm.call(f, ctx, (ctx as i32, count, i32::from(end)))
-            }
-            (Dir::Response, Stage::Headers) => {
-                let f = cb.response_headers.clone();
-                vm.call(f, ctx, (ctx as i32, count, i32::from(end)))
-            }
-            (Dir::Request, _) => {
-                let f = cb.request_trailers.clone();
-                vm.call(f, ctx, (ctx as i32, count))
-            }
+            (Dir::Request, Stage::Headers) => vm.call(
+                |c| c.request_headers.as_ref(),
+                ctx,
+                (ctx as i32, count, i32::from(end)),
+            ),
+            (Dir::Response, Stage::Headers) => vm.call(
+                |c| c.response_headers.as_ref(),
+                ctx,
+                (ctx as i32, count, i32::from(end)),
+            ),
+            (Dir::Request, _) => vm.call(|c| c.request_trailers.as_ref(), ctx, (ctx as i32, count)),
             (Dir::Response, _) => {
-                let f = cb.response_trailers.clone();
-                vm.call(f, ctx, (ctx as i32, count))
+                vm.call(|c| c.response_trailers.as_ref(), ctx, (ctx as i32, count))
             }
         };
         let step = self.settle(stream, s, dir, result);
@@ -1099,11 +1126,11 @@ impl Proxy {
             None => return BodyResult::Passed(input),
         };
         let vm = &mut self.plugins[i].vms[w];
-        let f = match dir {
-            Dir::Request => vm.callbacks.request_body.clone(),
-            Dir::Response => vm.callbacks.response_body.clone(),
+        let pick: vm::Pick<(i32, i32, i32), i32> = match dir {
+            Dir::Request => |c| c.request_body.as_ref(),
+            Dir::Response => |c| c.response_body.as_ref(),
         };
-        let result = vm.call(f, ctx, (ctx as i32, size, i32::from(end)));
+        let result = vm.call(pick, ctx, (ctx as i32, size, i32::from(end)));
         let trapped = result.is_err();
         let paused_now = matches!(result, Ok(Some(r)) if Action::from_raw(r) == Action::Pause);
         if paused_now && !end {
@@ -1324,8 +1351,7 @@ impl Proxy {
                 };
             }
             let vm = &mut self.plugins[i].vms[w];
-            let f = vm.callbacks.log.clone();
-            let _ = vm.call(f, ctx, ctx as i32);
+            let _ = vm.call(|c| c.log.as_ref(), ctx, ctx as i32);
             self.harvest(i, w);
         }
         for s in 0..stream.slots.len() {
@@ -1344,15 +1370,13 @@ impl Proxy {
             } {
                 sc.access = StreamAccess::NONE;
             }
-            let f = vm.callbacks.done.clone();
-            let done = vm.call(f, ctx, ctx as i32);
+            let done = vm.call(|c| c.done.as_ref(), ctx, ctx as i32);
             if matches!(done, Ok(Some(0))) {
                 vm.host_mut().awaiting_done.push(ctx);
                 self.harvest(i, w);
                 continue;
             }
-            let f = vm.callbacks.delete.clone();
-            let _ = vm.call(f, ctx, ctx as i32);
+            let _ = vm.call(|c| c.delete.as_ref(), ctx, ctx as i32);
             vm.host_mut().contexts.remove(&ctx);
             self.harvest(i, w);
         }
@@ -1368,7 +1392,7 @@ impl Proxy {
 
     /// Logs a line as the harness itself (e.g. for the command line).
     pub fn note(&self, message: impl Into<String>) {
-        self.process.borrow_mut().logs.push(LogLine {
+        self.process.borrow_mut().push_log(LogLine {
             plugin: "harness".into(),
             worker: 0,
             level: LogLevel::Info,
@@ -1408,13 +1432,14 @@ fn uuid_v4() -> String {
     let _ = getrandom::fill(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(HEX[usize::from(byte >> 4)] as char);
+        out.push(HEX[usize::from(byte & 15)] as char);
+    }
+    out
 }

@@ -55,6 +55,9 @@ type F3 = TypedFunc<(i32, i32, i32), ()>;
 type F3R = TypedFunc<(i32, i32, i32), i32>;
 type F5 = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
+/// Picks one callback out of [`Callbacks`].
+pub(crate) type Pick<P, R> = for<'a> fn(&'a Callbacks) -> Option<&'a TypedFunc<P, R>>;
+
 /// The plugin's callbacks; each is optional, as the ABI says.
 pub(crate) struct Callbacks {
     pub context_create: Option<F2>,
@@ -209,13 +212,13 @@ impl Vm {
             host.root_context = root;
             host.effective_context = root;
         }
-        if let Some(f) = self.callbacks.context_create.clone() {
+        if let Some(f) = self.callbacks.context_create.as_ref() {
             f.call(&mut *store, (root as i32, 0))
                 .map_err(|e| format!("proxy_on_context_create trapped: {e}"))?;
         }
         let vm_config = store.data().plugin.vm_configuration.clone();
         let plugin_config = store.data().plugin.configuration.clone();
-        if let Some(f) = self.callbacks.vm_start.clone() {
+        if let Some(f) = self.callbacks.vm_start.as_ref() {
             let len = vm_config.len() as i32;
             store.data_mut().configuration_buffer = Some((BufferType::VmConfiguration, vm_config));
             store.data_mut().effective_context = root;
@@ -232,7 +235,7 @@ impl Vm {
 
     /// `proxy_on_configure` with this plugin configuration.
     pub fn configure(&mut self, configuration: Vec<u8>) -> Result<(), String> {
-        let Some(f) = self.callbacks.configure.clone() else {
+        let Some(f) = self.callbacks.configure.as_ref() else {
             return Ok(());
         };
         let store = &mut self.store;
@@ -250,21 +253,30 @@ impl Vm {
         }
     }
 
-    /// Calls a callback in `context`. A trap fails the VM.
+    /// Calls a callback in `context`. A trap fails the VM. The callback is
+    /// picked by reference: cloning a `TypedFunc` costs a type-registry round trip.
     pub fn call<P: WasmParams, R: WasmResults>(
         &mut self,
-        f: Option<TypedFunc<P, R>>,
+        pick: Pick<P, R>,
         context: u32,
         args: P,
     ) -> Result<Option<R>, Trap> {
-        let Some(f) = f else { return Ok(None) };
-        self.store.data_mut().effective_context = context;
-        match f.call(&mut self.store, args) {
+        let Vm {
+            store,
+            callbacks,
+            failed,
+            ..
+        } = self;
+        let Some(f) = pick(callbacks) else {
+            return Ok(None);
+        };
+        store.data_mut().effective_context = context;
+        match f.call(&mut *store, args) {
             Ok(r) => Ok(Some(r)),
             Err(e) => {
-                self.failed = true;
+                *failed = true;
                 let message = format!("{e:#}");
-                let host = self.store.data();
+                let host = store.data();
                 host.log(
                     crate::abi::LogLevel::Critical,
                     format!(

@@ -3,7 +3,7 @@
 pub mod audit;
 pub mod bench;
 pub mod envoy_config;
+pub mod oci;
 pub mod replay;
 pub mod run;
-pub mod oci;
 pub mod validate;

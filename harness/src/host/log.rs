@@ -16,7 +16,8 @@ fn proxy_log(mut caller: Cx<'_>, level: i32, ptr: i32, len: i32) -> HostResult {
         return Ok(Status::BadArgument.code());
     };
     let message = match mem::read(&mut caller, ptr, len) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(bytes) => String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
         Err(status) => return Ok(status.code()),
     };
     if level >= caller.data().log_level {

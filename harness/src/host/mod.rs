@@ -313,7 +313,7 @@ impl HostState {
     }
 
     pub fn log(&self, level: LogLevel, message: String) {
-        self.process.borrow_mut().logs.push(LogLine {
+        self.process.borrow_mut().push_log(LogLine {
             plugin: self.plugin.name.clone(),
             worker: self.vm.1,
             level,

@@ -103,12 +103,15 @@ fn node(host: &HostState, rest: &[&str]) -> Option<Vec<u8>> {
 
 fn stream_property(x: &Exchange, host: &HostState, first: &str, rest: &[&str]) -> Option<Vec<u8>> {
     let req = |name: &str| find_header(&x.request_headers, name).map(|v| v.as_bytes().to_vec());
-    let path = find_header(&x.request_headers, ":path").unwrap_or("");
+    let path = || find_header(&x.request_headers, ":path").unwrap_or("");
     match (first, rest) {
         ("request", ["path"]) => req(":path"),
-        ("request", ["url_path"]) => Some(path.split('?').next().unwrap_or("").as_bytes().to_vec()),
+        ("request", ["url_path"]) => {
+            Some(path().split('?').next().unwrap_or("").as_bytes().to_vec())
+        }
         ("request", ["query"]) => Some(
-            path.split_once('?')
+            path()
+                .split_once('?')
                 .map(|(_, q)| q)
                 .unwrap_or("")
                 .as_bytes()
@@ -153,6 +156,7 @@ fn stream_property(x: &Exchange, host: &HostState, first: &str, rest: &[&str]) -
             .filter_state
             .get(key.strip_prefix("wasm.").unwrap_or(key))
             .cloned(),
+        (key, []) => x.filter_state.get(key).cloned(),
         _ => {
             let mut joined = first.to_string();
             for r in rest {
