@@ -67,7 +67,7 @@ bench: build host
 	@for f in tenant ratelimit audit; do \
 		echo "== $$f"; \
 		MESHWARD_AUDIT_KEY_K1=$(DEMO_AUDIT_KEY) $(MESHWARD_FAST) bench --plugins wasmplugins/$$f.yaml \
-			--requests scenarios/bench-$$f.jsonl --max-ratio 2 $$( [ $$f = ratelimit ] && echo --workers 4 --advance-us 12500 ) || exit 1; \
+			--requests scenarios/bench-$$f.jsonl --max-ratio 2 $$( [ $$f = ratelimit ] && echo --workers 4 --advance-us 200 ) || exit 1; \
 		echo; \
 	done
 	@echo "== the whole chain"
