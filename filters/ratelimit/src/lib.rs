@@ -57,34 +57,6 @@ pub mod metric_names {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generation_depends_on_the_config_bytes_only() {
-        assert_eq!(generation(b"{\"a\":1}"), generation(b"{\"a\":1}"));
-        assert_ne!(generation(b"{\"a\":1}"), generation(b"{\"a\":2}"));
-        assert_eq!(generation(b"").len(), 16);
-    }
-
-    #[test]
-    fn reply_body_escapes_the_request_id() {
-        assert_eq!(
-            reply_body("rate limited", "a\"b"),
-            br#"{"error":"rate limited","request_id":"a\"b"}"#.to_vec()
-        );
-    }
-
-    #[test]
-    fn per_rule_metric_name() {
-        assert_eq!(
-            metric_names::per_rule("limited", "per-tenant"),
-            "meshward_ratelimit.rule.per-tenant.limited"
-        );
-    }
-}
-
 // ---------------------------------------------------------------------------
 // The proxy-wasm shell.
 // ---------------------------------------------------------------------------
@@ -412,7 +384,7 @@ impl Stream {
     /// default), so this calls `proxy_send_local_response` itself.
     fn local_reply(&self, status: u32, details: &str, headers: &[(String, String)], body: &[u8]) {
         self.replied.set(true);
-        let _ = raw::send_local_response(status, details, headers, body);
+        let _ = meshward_shared::local_reply::send(status, details, headers, body);
     }
 
     fn reply_limited(&self, headers: Vec<(String, String)>) {
@@ -654,95 +626,30 @@ impl HttpContext for Stream {
     }
 }
 
-/// The raw ABI call the SDK wraps without a details argument.
-mod raw {
-    #[cfg(target_arch = "wasm32")]
-    #[link(wasm_import_module = "env")]
-    extern "C" {
-        fn proxy_send_local_response(
-            status_code: u32,
-            status_code_details_data: *const u8,
-            status_code_details_size: usize,
-            body_data: *const u8,
-            body_size: usize,
-            headers_data: *const u8,
-            headers_size: usize,
-            grpc_status: i32,
-        ) -> u32;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_depends_on_the_config_bytes_only() {
+        assert_eq!(generation(b"{\"a\":1}"), generation(b"{\"a\":1}"));
+        assert_ne!(generation(b"{\"a\":1}"), generation(b"{\"a\":2}"));
+        assert_eq!(generation(b"").len(), 16);
     }
 
-    /// proxy-wasm header map: `u32 count`, `count × (u32 key_len, u32
-    /// value_len)`, then each key and value followed by a NUL.
-    pub fn serialize_map(headers: &[(String, String)]) -> Vec<u8> {
-        let mut size = 4;
-        for (k, v) in headers {
-            size += 8 + k.len() + v.len() + 2;
-        }
-        let mut out = Vec::with_capacity(size);
-        out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
-        for (k, v) in headers {
-            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        }
-        for (k, v) in headers {
-            out.extend_from_slice(k.as_bytes());
-            out.push(0);
-            out.extend_from_slice(v.as_bytes());
-            out.push(0);
-        }
-        out
+    #[test]
+    fn reply_body_escapes_the_request_id() {
+        assert_eq!(
+            reply_body("rate limited", "a\"b"),
+            br#"{"error":"rate limited","request_id":"a\"b"}"#.to_vec()
+        );
     }
 
-    #[cfg(target_arch = "wasm32")]
-    pub fn send_local_response(
-        status: u32,
-        details: &str,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), u32> {
-        let map = serialize_map(headers);
-        // SAFETY: every pointer/length pair describes a live buffer for the
-        // duration of the call; the host copies them.
-        let rc = unsafe {
-            proxy_send_local_response(
-                status,
-                details.as_ptr(),
-                details.len(),
-                body.as_ptr(),
-                body.len(),
-                map.as_ptr(),
-                map.len(),
-                -1,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(rc)
-        }
-    }
-
-    /// Native builds (unit tests) have no host.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn send_local_response(
-        _status: u32,
-        _details: &str,
-        headers: &[(String, String)],
-        _body: &[u8],
-    ) -> Result<(), u32> {
-        let _ = serialize_map(headers);
-        Err(u32::MAX)
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn header_map_serialization_matches_the_abi() {
-            let m = super::serialize_map(&[("a".into(), "bc".into())]);
-            assert_eq!(
-                m,
-                [1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, b'a', 0, b'b', b'c', 0]
-            );
-        }
+    #[test]
+    fn per_rule_metric_name() {
+        assert_eq!(
+            metric_names::per_rule("limited", "per-tenant"),
+            "meshward_ratelimit.rule.per-tenant.limited"
+        );
     }
 }

@@ -263,61 +263,9 @@ impl HttpContext for TenantStream {
     }
 }
 
-/// `proxy_send_local_response` with response-code details, which the SDK's
-/// `send_http_response` leaves empty.
+/// A local reply with response-code details (the SDK sends none).
 fn send_local_response(status: u32, details: &str, body: &[u8], headers: &[(&str, &str)]) {
-    let map = serialize_headers(headers);
-    #[cfg(target_arch = "wasm32")]
-    {
-        #[link(wasm_import_module = "env")]
-        extern "C" {
-            fn proxy_send_local_response(
-                status_code: u32,
-                status_code_details_data: *const u8,
-                status_code_details_size: usize,
-                body_data: *const u8,
-                body_size: usize,
-                headers_data: *const u8,
-                headers_size: usize,
-                grpc_status: i32,
-            ) -> u32;
-        }
-        // SAFETY: every pointer/length pair describes a live slice for the
-        // duration of the call; the host copies them before returning.
-        unsafe {
-            proxy_send_local_response(
-                status,
-                details.as_ptr(),
-                details.len(),
-                body.as_ptr(),
-                body.len(),
-                map.as_ptr(),
-                map.len(),
-                -1,
-            );
-        }
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let _ = (status, details, body, map);
-    }
-}
-
-/// The proxy-wasm header-map encoding (ARCHITECTURE §4).
-fn serialize_headers(headers: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
-    for (k, v) in headers {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in headers {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
+    let _ = meshward_shared::local_reply::send(status, details, headers, body);
 }
 
 #[cfg(test)]
@@ -336,11 +284,5 @@ mod tests {
             "meshward-tenant: invalid config: destinationTenant: not set, and node metadata NAMESPACE is absent"
         );
         assert!(configure(b"{}", Some("bank/a".into())).is_err());
-    }
-
-    #[test]
-    fn header_map_serialization_matches_the_abi() {
-        let bytes = serialize_headers(&[("a", "bc")]);
-        assert_eq!(bytes, b"\x01\0\0\0\x01\0\0\0\x02\0\0\0a\0bc\0".to_vec());
     }
 }
