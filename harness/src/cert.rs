@@ -39,7 +39,52 @@ pub fn dns_sans(pem: &str) -> Vec<String> {
     sans(pem, false)
 }
 
-/// The subject in RFC 2253 form.
+/// The subject in RFC 2253 form, as Envoy gives it: the last RDN first,
+/// comma-separated, with short attribute names (`O=meshward,CN=api`).
 pub fn subject(pem: &str) -> Option<String> {
-    with_cert(pem, |cert| cert.subject().to_string())
+    use x509_parser::objects::{oid2abbrev, oid_registry};
+    with_cert(pem, |cert| {
+        let registry = oid_registry();
+        let rdns: Vec<String> = cert
+            .subject()
+            .iter()
+            .map(|rdn| {
+                rdn.iter()
+                    .map(|attr| {
+                        let name = oid2abbrev(attr.attr_type(), registry)
+                            .map(str::to_string)
+                            .unwrap_or_else(|_| attr.attr_type().to_id_string());
+                        let value = attr.as_str().map(escape_rfc2253).unwrap_or_default();
+                        format!("{name}={value}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("+")
+            })
+            .collect();
+        rdns.into_iter().rev().collect::<Vec<_>>().join(",")
+    })
+}
+
+/// RFC 2253 §2.4: escape `,+"\<>;` anywhere, `#` and space at the start, space at the end.
+fn escape_rfc2253(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Hex SHA-256 of the certificate's DER, as Envoy puts in XFCC `Hash=`.
+pub fn der_sha256_hex(pem: &str) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let (_, pem) = parse_x509_pem(pem.as_bytes()).ok()?;
+    let digest = Sha256::digest(&pem.contents);
+    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -50,6 +50,8 @@ pub(crate) struct Process {
     pub node: Node,
     /// Clusters that `proxy_http_call` / `proxy_grpc_call` may name.
     pub clusters: Vec<String>,
+    /// The route's upstream cluster (`xds.cluster_name`).
+    pub upstream_cluster: String,
     logs: Vec<LogLine>,
     /// Lines dropped from the front once `log_limit` was reached.
     logs_dropped: usize,
@@ -82,6 +84,7 @@ impl Process {
         Process {
             node,
             clusters: Vec::new(),
+            upstream_cluster: "app".to_string(),
             clock: Clock {
                 wall_nanos: start_nanos,
                 monotonic_nanos: 1_000_000_000,

@@ -60,6 +60,8 @@ pub struct ProxyBuilder {
     start_nanos: u64,
     generate_request_id: bool,
     log_limit: usize,
+    local_identity: Option<String>,
+    upstream_cluster: String,
 }
 
 impl ProxyBuilder {
@@ -121,6 +123,21 @@ impl ProxyBuilder {
         self
     }
 
+    /// This proxy's own SPIFFE ID (its server certificate's URI SAN): the `By=`
+    /// of the XFCC element it adds for mTLS callers. Default:
+    /// `spiffe://cluster.local/ns/<NAMESPACE>/sa/default` when the node metadata
+    /// names a namespace.
+    pub fn local_identity(mut self, spiffe_id: &str) -> Self {
+        self.local_identity = Some(spiffe_id.to_string());
+        self
+    }
+
+    /// The route's upstream cluster, `xds.cluster_name` (default `app`).
+    pub fn upstream_cluster(mut self, name: &str) -> Self {
+        self.upstream_cluster = name.to_string();
+        self
+    }
+
     /// How many log lines the proxy keeps (the oldest half is dropped past it).
     pub fn log_limit(mut self, lines: usize) -> Self {
         self.log_limit = lines;
@@ -142,6 +159,15 @@ impl ProxyBuilder {
         let mut process = Process::new(self.start_nanos, self.node);
         process.clusters = self.clusters;
         process.log_limit = self.log_limit;
+        process.upstream_cluster = self.upstream_cluster;
+        let local_identity = self.local_identity.or_else(|| {
+            process
+                .node
+                .metadata
+                .iter()
+                .find(|(k, _)| k == "NAMESPACE")
+                .map(|(_, ns)| format!("spiffe://cluster.local/ns/{ns}/sa/default"))
+        });
         let process = Rc::new(RefCell::new(process));
         let mut modules = Vec::new();
         for spec in &plugins {
@@ -164,6 +190,7 @@ impl ProxyBuilder {
             plugins: Vec::new(),
             workers: self.workers,
             generate_request_id: self.generate_request_id,
+            local_identity,
             upstream: Box::new(echo_upstream),
             http_responders: HashMap::new(),
             grpc_responders: HashMap::new(),
@@ -270,6 +297,7 @@ pub struct Proxy {
     plugins: Vec<Plugin>,
     workers: usize,
     generate_request_id: bool,
+    local_identity: Option<String>,
     upstream: UpstreamFn,
     http_responders: HashMap<String, HttpResponder>,
     grpc_responders: HashMap<String, GrpcResponder>,
@@ -297,6 +325,8 @@ impl Proxy {
             start_nanos: DEFAULT_START_NANOS,
             generate_request_id: true,
             log_limit: crate::process::DEFAULT_LOG_LIMIT,
+            local_identity: None,
+            upstream_cluster: "app".to_string(),
         }
     }
 
@@ -327,13 +357,15 @@ impl Proxy {
         Ok(vm)
     }
 
-    /// Envoy first starts and configures a throw-away canary VM, then the workers'.
+    /// Envoy first starts and configures a throw-away canary VM, then one VM
+    /// per worker and one for the main thread. The main thread's VM (kept last,
+    /// at index `workers`) serves no stream, but its root context ticks.
     fn start_plugin(&mut self, index: usize) -> Result<(), LoadError> {
         let info = self.plugins[index].info.clone();
-        let canary = self.new_vm(index, self.workers, info.clone())?;
+        let canary = self.new_vm(index, self.workers + 1, info.clone())?;
         drop(canary);
-        let mut vms = Vec::with_capacity(self.workers);
-        for worker in 0..self.workers {
+        let mut vms = Vec::with_capacity(self.workers + 1);
+        for worker in 0..=self.workers {
             vms.push(self.new_vm(index, worker, info.clone())?);
         }
         self.plugins[index].vms = vms;
@@ -746,12 +778,16 @@ impl Proxy {
             (":scheme".into(), request.scheme.clone()),
         ];
         headers.extend(request.headers.iter().cloned());
-        if self.generate_request_id && find_header(&headers, "x-request-id").is_none() {
-            headers.push(("x-request-id".into(), uuid_v4()));
-        }
         if find_header(&headers, "x-forwarded-proto").is_none() {
             headers.push(("x-forwarded-proto".into(), request.scheme.clone()));
         }
+        if self.generate_request_id && find_header(&headers, "x-request-id").is_none() {
+            headers.push(("x-request-id".into(), uuid_v4()));
+        }
+        self.forward_client_cert(
+            &mut headers,
+            request.connection.peer_certificate_pem.as_deref(),
+        );
         let exchange = Rc::new(RefCell::new(Exchange {
             request_headers: headers,
             request_trailers: request.trailers.clone(),
@@ -789,7 +825,11 @@ impl Proxy {
                         trailers: x.request_trailers.clone(),
                     }
                 };
-                let answer = (self.upstream)(&upstream);
+                let mut answer = (self.upstream)(&upstream);
+                // The router adds this before the response filters run.
+                answer
+                    .headers
+                    .push(("x-envoy-upstream-service-time".into(), "0".into()));
                 upstream_seen = Some(upstream);
                 exchange.borrow_mut().response_code_details = "via_upstream".into();
                 self.respond(&mut stream, answer, None)
@@ -801,6 +841,10 @@ impl Proxy {
             }
         };
         let reset = reset || response.status == 0;
+        let mut response = response;
+        if !reset {
+            self.codec_headers(&exchange, &mut response);
+        }
         self.close_stream(&mut stream);
         self.pump_all();
         let logs = self.process.borrow().logs_since(log_start).to_vec();
@@ -817,6 +861,53 @@ impl Proxy {
             local_reply: local,
             reset,
             logs,
+        }
+    }
+
+    /// Istio's sidecar (`forward_client_cert_details: APPEND_FORWARD`,
+    /// `set_current_client_cert_details: {uri, cert}`): an mTLS caller's request
+    /// gets this proxy's element appended to `x-forwarded-client-cert`; a
+    /// plaintext caller's XFCC is removed, as Envoy sanitizes it.
+    fn forward_client_cert(&self, headers: &mut Headers, peer_pem: Option<&str>) {
+        let Some(pem) = peer_pem else {
+            headers.retain(|(k, _)| k != "x-forwarded-client-cert");
+            return;
+        };
+        let mut element = Vec::new();
+        if let Some(by) = &self.local_identity {
+            element.push(format!("By={by}"));
+        }
+        if let Some(hash) = crate::cert::der_sha256_hex(pem) {
+            element.push(format!("Hash={hash}"));
+        }
+        element.push(format!("Cert=\"{}\"", crate::host::url_encode(pem)));
+        if let Some(uri) = crate::cert::uri_sans(pem).into_iter().next() {
+            element.push(format!("URI={uri}"));
+        }
+        let element = element.join(";");
+        match headers
+            .iter_mut()
+            .find(|(k, _)| k == "x-forwarded-client-cert")
+        {
+            Some((_, value)) => {
+                value.push(',');
+                value.push_str(&element);
+            }
+            None => headers.push(("x-forwarded-client-cert".into(), element)),
+        }
+    }
+
+    /// What Envoy's codec sets on every response after the filters ran:
+    /// `date` and `server: envoy` (in `proxy_on_log` they are there).
+    fn codec_headers(&self, exchange: &Rc<RefCell<Exchange>>, response: &mut Response) {
+        let wall = std::time::UNIX_EPOCH + Duration::from_nanos(self.now_nanos());
+        let date = httpdate::fmt_http_date(wall);
+        let mut x = exchange.borrow_mut();
+        for (name, value) in [("date", date.as_str()), ("server", "envoy")] {
+            for map in [&mut x.response_headers, &mut response.headers] {
+                map.retain(|(k, _)| k != name);
+                map.push((name.to_string(), value.to_string()));
+            }
         }
     }
 

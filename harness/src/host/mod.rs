@@ -10,6 +10,7 @@ mod log;
 pub(crate) mod mem;
 mod metrics;
 mod properties;
+pub(crate) use properties::url_encode;
 mod shared;
 mod time;
 mod wasi;

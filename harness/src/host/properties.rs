@@ -26,6 +26,10 @@ fn proxy_get_property(
         Ok(p) => abi::split_path(&p),
         Err(s) => return Ok(s.code()),
     };
+    // Envoy cannot serialize the whole filter-state map (the SDK then panics).
+    if path.len() == 1 && path[0] == "filter_state" {
+        return Ok(Status::SerializationFailure.code());
+    }
     let Some(value) = lookup(caller.data(), &path) else {
         return Ok(Status::NotFound.code());
     };
@@ -79,6 +83,9 @@ pub(crate) fn lookup(host: &HostState, path: &[String]) -> Option<Vec<u8>> {
         // Envoy 1.40 serves the node under `xds.node`; plain `node.*` is NOT_FOUND
         // there (seen in the real-Envoy end-to-end tests).
         ("xds", ["node", rest @ ..]) => return node(host, rest),
+        ("xds", ["cluster_name"]) => {
+            return Some(host.process.borrow().upstream_cluster.clone().into_bytes())
+        }
         _ => {}
     }
     let stream = host.stream()?;
@@ -181,7 +188,8 @@ fn connection(x: &Exchange, rest: &[&str]) -> Option<Vec<u8>> {
         ["id"] => Some(int(x.connection_id)),
         ["mtls"] => Some(vec![u8::from(pem.is_some())]),
         ["tls_version"] => pem.map(|_| b"TLSv1.3".to_vec()),
-        ["peer_certificate"] => pem.map(|p| url_encode(p).into_bytes()),
+        // Raw PEM: Envoy 1.40 does not URL-encode it (seen in the e2e suite).
+        ["peer_certificate"] => pem.map(|p| p.as_bytes().to_vec()),
         ["uri_san_peer_certificate"] => pem
             .and_then(|p| crate::cert::uri_sans(p).into_iter().next())
             .map(String::into_bytes),
