@@ -35,12 +35,12 @@ mod keys;
 mod record;
 
 pub use chain::{ChainReport, ChainVerifier, Problem, ProblemKind};
-pub use encoding::{format_rfc3339_millis, hex_encode};
+pub use encoding::{format_rfc3339_millis, hex_encode, hex_encode_into};
 pub use header::{
     sign_header, verify_header, verify_header_at, AuditClaims, HeaderError, SIGNATURE_ALG,
 };
 pub use keys::{env_var_for_key, KeyError, Keyring, Secret, SigningKey, MIN_SECRET_BYTES};
 pub use record::{
-    check_record, extract_record_lines, seal, CheckedRecord, RecordBody, RecordDecision,
+    check_record, extract_record_lines, seal, seal_into, CheckedRecord, RecordBody, RecordDecision,
     RecordDecisions, RecordError, SealedRecord, GENESIS_HASH, LOG_PREFIX, RECORD_VERSION,
 };

@@ -102,8 +102,14 @@ impl ExportQueue {
         dropped
     }
 
+    /// Whether a record pushed now would be dropped (so the caller need not
+    /// build it).
+    pub fn is_full(&self) -> bool {
+        self.queue.len() >= self.settings.queue_limit
+    }
+
     pub fn push(&mut self, record: Queued) -> Push {
-        if self.queue.len() >= self.settings.queue_limit {
+        if self.is_full() {
             return Push::Dropped;
         }
         self.queue.push_back(record);

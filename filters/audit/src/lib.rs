@@ -131,7 +131,14 @@ struct Shared {
     counter: u64,
     /// Records dropped from export by this VM (for log rate limiting).
     dropped_since_log: u64,
+    /// Where each record line is written (reused: one allocation per VM, not
+    /// several per record).
+    record_buf: Vec<u8>,
 }
+
+/// A record buffer grown beyond this by an unusually large record is let go
+/// rather than kept for the life of the VM.
+const RECORD_BUF_KEEP: usize = 64 * 1024;
 
 impl Shared {
     fn random_id(&mut self) -> Option<[u8; 16]> {
@@ -210,6 +217,7 @@ impl Root {
             metrics: Metrics::default(),
             counter: 0,
             dropped_since_log: 0,
+            record_buf: Vec::new(),
         };
         let stream = match shared.random_id() {
             Some(bytes) => meshward_shared::audit::hex_encode(&bytes),
@@ -372,21 +380,20 @@ impl Stream {
         Facts::read(|key| property(&[key]))
     }
 
-    /// The request id when `on_http_request_headers` did not run (an earlier
-    /// filter replied locally): Envoy's, or a fresh one.
-    fn late_request_id(&mut self) -> String {
-        if let Some(id) = &self.request_id {
-            return id.clone();
+    /// The request id; when `on_http_request_headers` did not run (an
+    /// earlier filter replied locally): Envoy's, or a fresh one.
+    fn request_id(&mut self) -> &str {
+        if self.request_id.is_none() {
+            let id = property_string(&["request", "id"])
+                .filter(|id| stamp::valid_request_id(id.as_bytes()))
+                .unwrap_or_else(|| {
+                    let mut shared = self.shared.borrow_mut();
+                    add(shared.metrics.request_ids_generated, 1);
+                    shared.new_request_id()
+                });
+            self.request_id = Some(id);
         }
-        let id = property_string(&["request", "id"])
-            .filter(|id| stamp::valid_request_id(id.as_bytes()))
-            .unwrap_or_else(|| {
-                let mut shared = self.shared.borrow_mut();
-                add(shared.metrics.request_ids_generated, 1);
-                shared.new_request_id()
-            });
-        self.request_id = Some(id.clone());
-        id
+        self.request_id.as_deref().unwrap_or_default()
     }
 }
 
@@ -472,7 +479,7 @@ impl HttpContext for Stream {
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
         if self.settings.is_some() {
-            let id = self.late_request_id();
+            let id = self.request_id();
             let _ = hostcalls::set_map_value_bytes(
                 MapType::HttpResponseHeaders,
                 REQUEST_ID,
@@ -503,7 +510,8 @@ impl HttpContext for Stream {
         };
         let response_headers =
             hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
-        let request_id = self.late_request_id();
+        self.request_id();
+        let request_id = self.request_id.take().unwrap_or_default();
         let line = self
             .line
             .take()
@@ -518,7 +526,7 @@ impl HttpContext for Stream {
             .or_else(|| property_int(&["response", "code"]).and_then(|c| u16::try_from(c).ok()))
             .filter(|c| *c != 0);
         let observed = Observed {
-            request_id: request_id.clone(),
+            request_id,
             start_ms,
             end_ms,
             line,
@@ -533,31 +541,43 @@ impl HttpContext for Stream {
         };
         let body = record::build(&observed, &settings);
 
-        let mut shared = self.shared.borrow_mut();
+        let mut guard = self.shared.borrow_mut();
+        let shared = &mut *guard;
         let metrics = shared.metrics;
-        let sealed = shared.chain.seal_next(body, settings.signing_key.as_ref());
+        let mut buf = std::mem::take(&mut shared.record_buf);
+        buf.clear();
+        buf.extend_from_slice(LOG_PREFIX.as_bytes());
+        let seq = shared
+            .chain
+            .seal_next(body, settings.signing_key.as_ref(), &mut buf);
         add(metrics.records, 1);
+        // A record is JSON of strings: always UTF-8 (so this borrows).
+        let log_line = String::from_utf8_lossy(&buf);
         if settings.log_records {
-            log(LogLevel::Info, &format!("{LOG_PREFIX}{}", sealed.line));
+            log(LogLevel::Info, &log_line);
         }
-        let seq = shared.chain.last_seq();
-        let mut shared_drops = 0;
+        let mut dropped = false;
         if let Some(queue) = shared.export.as_mut() {
-            let queued = Queued {
-                line: sealed.line,
-                seq,
-                request_id,
-                time_unix_nanos: start_ms.saturating_mul(1_000_000),
-                observed_unix_nanos: end_ms.saturating_mul(1_000_000),
-            };
-            if queue.push(queued) == Push::Dropped {
-                add(metrics.export_dropped, 1);
-                shared_drops += 1;
-            }
             // The depth gauge is written when batches leave (on each reply)
             // and on every tick, not per request: one host call less.
+            dropped = queue.is_full()
+                || queue.push(Queued {
+                    line: log_line
+                        .get(LOG_PREFIX.len()..)
+                        .unwrap_or_default()
+                        .to_string(),
+                    seq,
+                    request_id: observed.request_id,
+                    time_unix_nanos: start_ms.saturating_mul(1_000_000),
+                    observed_unix_nanos: end_ms.saturating_mul(1_000_000),
+                }) == Push::Dropped;
         }
-        if shared_drops > 0 {
+        drop(log_line);
+        if buf.capacity() <= RECORD_BUF_KEEP {
+            shared.record_buf = buf;
+        }
+        if dropped {
+            add(metrics.export_dropped, 1);
             shared.dropped_since_log += 1;
             // First drop, then every 1000th: a full queue must not flood the log.
             if shared.dropped_since_log % 1000 == 1 {

@@ -3,9 +3,10 @@
 use crate::config::Settings;
 use crate::stamp::{Facts, RequestLine};
 use meshward_shared::audit::{
-    format_rfc3339_millis, seal, RecordBody, RecordDecision, RecordDecisions, SealedRecord,
+    format_rfc3339_millis, hex_encode_into, seal_into, RecordBody, RecordDecision, RecordDecisions,
     SigningKey, GENESIS_HASH, RECORD_VERSION,
 };
+use std::borrow::Cow;
 
 /// Everything the stream learned about one request by the end of it.
 #[derive(Debug, Clone, Default)]
@@ -24,11 +25,19 @@ pub struct Observed {
     pub upstream: Option<String>,
 }
 
+/// A record body that borrows what it can from `obs` (chain fields empty:
+/// [`Chain::seal_next`] sets them).
+pub type Body<'a> = RecordBody<Cow<'a, str>>;
+
 /// The record body (without chain fields, which [`Chain::seal_next`] sets).
-pub fn build(obs: &Observed, settings: &Settings) -> RecordBody {
+/// Values recorded as they are borrow from `obs`; only masked, cut or
+/// non-UTF-8 values are copied.
+pub fn build<'a>(obs: &'a Observed, settings: &Settings) -> Body<'a> {
     let max = settings.max_value_bytes;
     let redactor = &settings.redactor;
-    let headers = |list: &[(String, Vec<u8>)], enabled: bool| -> Vec<(String, String)> {
+    let headers = |list: &'a [(String, Vec<u8>)],
+                   enabled: bool|
+     -> Vec<(Cow<'a, str>, Cow<'a, str>)> {
         if !enabled {
             return Vec::new();
         }
@@ -40,38 +49,43 @@ pub fn build(obs: &Observed, settings: &Settings) -> RecordBody {
                 !name.starts_with(':') && !starts_with_ci(name, &settings.header_prefix)
             })
             .map(|(name, value)| {
-                let value = String::from_utf8_lossy(value);
-                (name.clone(), redactor.header_value(name, &value, max))
+                let value = match String::from_utf8_lossy(value) {
+                    Cow::Borrowed(v) => redactor.header_value(name, v, max),
+                    Cow::Owned(v) => Cow::Owned(redactor.header_value(name, &v, max).into_owned()),
+                };
+                (Cow::Borrowed(name.as_str()), value)
             })
             .collect()
     };
-    let decision =
-        |d: &Option<meshward_shared::filter_state::Decision>| d.as_ref().map(RecordDecision::from);
+    let decision = |d: &'a Option<meshward_shared::filter_state::Decision>| {
+        d.as_ref().map(RecordDecision::from)
+    };
+    let text = |s: &'a Option<String>| s.as_deref().map(Cow::Borrowed);
     RecordBody {
         decisions: RecordDecisions {
             ratelimit: decision(&obs.facts.ratelimit),
             tenant: decision(&obs.facts.authz),
             waf: decision(&obs.facts.waf),
         },
-        destination: obs.line.authority.clone(),
+        destination: text(&obs.line.authority),
         duration_ms: obs.end_ms.saturating_sub(obs.start_ms),
         kid: None,
-        method: or_dash(&obs.line.method),
-        path: or_dash(&redactor.text(&obs.line.path, max)),
-        prev: String::new(),
-        principal: obs.facts.principal.clone(),
+        method: or_dash(Cow::Borrowed(&obs.line.method)),
+        path: or_dash(redactor.text(&obs.line.path, max)),
+        prev: Cow::Borrowed(""),
+        principal: text(&obs.facts.principal),
         request_bytes: obs.request_bytes,
         request_headers: headers(&obs.request_headers, settings.record_request_headers),
-        request_id: obs.request_id.clone(),
+        request_id: Cow::Borrowed(&obs.request_id),
         response_bytes: obs.response_bytes,
-        response_details: obs.details.clone(),
+        response_details: text(&obs.details),
         response_headers: headers(&obs.response_headers, settings.record_response_headers),
         seq: 0,
         status: obs.status,
-        stream: String::new(),
-        tenant: obs.facts.tenant.clone(),
-        time: format_rfc3339_millis(obs.start_ms),
-        upstream: obs.upstream.clone(),
+        stream: Cow::Borrowed(""),
+        tenant: text(&obs.facts.tenant),
+        time: Cow::Owned(format_rfc3339_millis(obs.start_ms)),
+        upstream: text(&obs.upstream),
         v: RECORD_VERSION,
         waf_score: obs.facts.waf_score,
     }
@@ -82,11 +96,11 @@ fn starts_with_ci(name: &str, prefix: &str) -> bool {
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
-fn or_dash(s: &str) -> String {
+fn or_dash(s: Cow<'_, str>) -> Cow<'_, str> {
     if s.is_empty() {
-        "-".into()
+        Cow::Borrowed("-")
     } else {
-        s.to_string()
+        s
     }
 }
 
@@ -117,15 +131,33 @@ impl Chain {
         &self.stream
     }
 
-    /// Gives `body` the next place in the chain, seals it, and advances.
-    pub fn seal_next(&mut self, mut body: RecordBody, key: Option<&SigningKey>) -> SealedRecord {
-        body.stream = self.stream.clone();
-        body.seq = self.next_seq;
-        body.prev = std::mem::take(&mut self.prev);
-        let sealed = seal(&mut body, key);
+    /// The hash of the last sealed record ([`GENESIS_HASH`] before the first).
+    pub fn last_hash(&self) -> &str {
+        &self.prev
+    }
+
+    /// Gives `body` the next place in the chain, appends its sealed record
+    /// line to `out` (see `meshward_shared::audit::seal_into`), advances, and
+    /// returns the record's sequence number.
+    pub fn seal_next(
+        &mut self,
+        body: Body<'_>,
+        key: Option<&SigningKey>,
+        out: &mut Vec<u8>,
+    ) -> u64 {
+        let seq = self.next_seq;
+        let digest = {
+            let mut body: Body<'_> = body;
+            body.stream = Cow::Borrowed(&self.stream);
+            body.seq = seq;
+            body.prev = Cow::Borrowed(&self.prev);
+            body.kid = key.map(|k| Cow::Borrowed(k.id()));
+            seal_into(out, &body, key)
+        };
         self.next_seq += 1;
-        self.prev = sealed.hash.clone();
-        sealed
+        self.prev.clear();
+        hex_encode_into(&mut self.prev, &digest);
+        seq
     }
 }
 
@@ -183,7 +215,8 @@ mod tests {
     #[test]
     fn records_hold_no_secrets_or_card_numbers() {
         let s = settings();
-        let body = build(&observed(), &s);
+        let obs = observed();
+        let body = build(&obs, &s);
         let json = serde_json::to_string(&body).unwrap();
         for secret in ["secret-token", "session=abc", "4111", "s=1"] {
             assert!(!json.contains(secret), "{secret} leaked: {json}");
@@ -191,7 +224,7 @@ mod tests {
         assert_eq!(body.path, "/pay?card=[masked:pan]");
         assert!(body
             .request_headers
-            .contains(&("authorization".into(), "[redacted]".into())));
+            .contains(&(Cow::Borrowed("authorization"), Cow::Borrowed("[redacted]"))));
         assert!(body
             .request_headers
             .iter()
@@ -202,7 +235,8 @@ mod tests {
 
     #[test]
     fn absent_decisions_are_null_not_allow() {
-        let body = build(&observed(), &settings());
+        let obs = observed();
+        let body = build(&obs, &settings());
         assert_eq!(body.decisions.waf, None);
         assert_eq!(body.decisions.tenant, None);
         assert_eq!(
@@ -215,11 +249,15 @@ mod tests {
     fn chained_records_verify() {
         let s = settings();
         let mut chain = Chain::new("stream-1".into());
+        let obs = observed();
         let lines: Vec<String> = (0..3)
-            .map(|_| {
-                chain
-                    .seal_next(build(&observed(), &s), s.signing_key.as_ref())
-                    .line
+            .map(|i| {
+                let mut out = Vec::new();
+                let seq = chain.seal_next(build(&obs, &s), s.signing_key.as_ref(), &mut out);
+                assert_eq!(seq, i + 1);
+                let line = String::from_utf8(out).unwrap();
+                assert!(line.contains(&format!(",\"hash\":\"{}\"", chain.last_hash())));
+                line
             })
             .collect();
         let mut ring = Keyring::new();

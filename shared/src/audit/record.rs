@@ -17,6 +17,7 @@ use crate::filter_state::{Decision, Outcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 /// The record format version, the body's `v`.
 pub const RECORD_VERSION: u32 = 1;
@@ -35,42 +36,47 @@ const RECORD_MAC_DOMAIN: &[u8] = b"meshward-audit-record-v1\0";
 /// serialization of this struct *is* the canonical form (a test holds this
 /// true); the verifier still canonicalizes what it reads, so a collector may
 /// re-order keys.
+///
+/// `S` is the string type: `String` (the default) for records read back, or
+/// a borrowed type such as `Cow<str>` for a writer that serializes values it
+/// already holds without copying them. Every `S` serializes as a JSON string,
+/// so the canonical form does not depend on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RecordBody {
-    pub decisions: RecordDecisions,
+pub struct RecordBody<S = String> {
+    pub decisions: RecordDecisions<S>,
     /// The `:authority` the request was sent to.
-    pub destination: Option<String>,
+    pub destination: Option<S>,
     /// From the request headers to the end of the stream, milliseconds.
     pub duration_ms: u64,
     /// The key id `sig` was made with; `null` when signing is off.
-    pub kid: Option<String>,
-    pub method: String,
+    pub kid: Option<S>,
+    pub method: S,
     /// The request path, with configured patterns masked.
-    pub path: String,
+    pub path: S,
     /// `hash` of the previous record of this stream ([`GENESIS_HASH`] for seq 1).
-    pub prev: String,
-    pub principal: Option<String>,
+    pub prev: S,
+    pub principal: Option<S>,
     pub request_bytes: u64,
     /// Request headers, sensitive ones redacted, patterns masked.
-    pub request_headers: Vec<(String, String)>,
-    pub request_id: String,
+    pub request_headers: Vec<(S, S)>,
+    pub request_id: S,
     pub response_bytes: u64,
     /// Envoy's `response.code_details` (e.g. which filter replied locally).
-    pub response_details: Option<String>,
-    pub response_headers: Vec<(String, String)>,
+    pub response_details: Option<S>,
+    pub response_headers: Vec<(S, S)>,
     /// Sequence number in the stream, from 1, without gaps.
     pub seq: u64,
     /// The response status; `null` when no response was sent (stream reset).
     pub status: Option<u16>,
     /// Random id of the chain (one per proxy VM).
-    pub stream: String,
+    pub stream: S,
     /// The caller's tenant.
-    pub tenant: Option<String>,
+    pub tenant: Option<S>,
     /// When the request headers were seen, RFC 3339 UTC with milliseconds.
-    pub time: String,
+    pub time: S,
     /// The upstream host that served the request, when known.
-    pub upstream: Option<String>,
+    pub upstream: Option<S>,
     pub v: u32,
     /// The WAF's inbound anomaly score, when it ran.
     pub waf_score: Option<i64>,
@@ -78,23 +84,37 @@ pub struct RecordBody {
 
 /// The decisions of the filters before `audit`. `null` means that filter did
 /// not decide — it did not run or wrote nothing — never "allowed".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RecordDecisions {
-    pub ratelimit: Option<RecordDecision>,
-    pub tenant: Option<RecordDecision>,
-    pub waf: Option<RecordDecision>,
+pub struct RecordDecisions<S = String> {
+    pub ratelimit: Option<RecordDecision<S>>,
+    pub tenant: Option<RecordDecision<S>>,
+    pub waf: Option<RecordDecision<S>>,
+}
+
+impl<S> Default for RecordDecisions<S> {
+    fn default() -> Self {
+        RecordDecisions {
+            ratelimit: None,
+            tenant: None,
+            waf: None,
+        }
+    }
 }
 
 /// A [`Decision`] as a record holds it (fields in canonical order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RecordDecision {
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    bound(deserialize = "S: Deserialize<'de>")
+)]
+pub struct RecordDecision<S = String> {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<S>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
+    pub rule: Option<S>,
 }
 
 impl From<&Decision> for RecordDecision {
@@ -103,6 +123,19 @@ impl From<&Decision> for RecordDecision {
             outcome: d.outcome,
             reason: d.reason.clone().filter(|s| !s.is_empty()),
             rule: d.rule.clone().filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+impl<'a> From<&'a Decision> for RecordDecision<Cow<'a, str>> {
+    /// The same record decision, borrowing the decision's strings.
+    fn from(d: &'a Decision) -> Self {
+        let text =
+            |s: &'a Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(Cow::Borrowed);
+        RecordDecision {
+            outcome: d.outcome,
+            reason: text(&d.reason),
+            rule: text(&d.rule),
         }
     }
 }
@@ -118,28 +151,57 @@ pub struct SealedRecord {
 /// record line with `hash` and `sig`.
 pub fn seal(body: &mut RecordBody, key: Option<&SigningKey>) -> SealedRecord {
     body.kid = key.map(|k| k.id().to_string());
-    let canonical = match serde_json::to_vec(&*body) {
-        Ok(bytes) => bytes,
-        // A struct of strings and integers always serializes.
-        Err(_) => to_canonical(&Value::Null),
-    };
-    let digest = Sha256::digest(&canonical);
-    let hash = hex_encode(&digest);
-    let mut line = String::with_capacity(canonical.len() + 180);
-    // `canonical` ends with `}`: append the two integrity fields before it.
-    line.push_str(
-        std::str::from_utf8(canonical.strip_suffix(b"}").unwrap_or(&canonical)).unwrap_or("{"),
-    );
-    line.push_str(",\"hash\":\"");
-    line.push_str(&hash);
-    line.push('"');
-    if let Some(key) = key {
-        line.push_str(",\"sig\":\"");
-        line.push_str(&hex_encode(&key.sign(&[RECORD_MAC_DOMAIN, &digest])));
-        line.push('"');
+    let mut line = Vec::with_capacity(1024);
+    let digest = seal_into(&mut line, &*body, key);
+    SealedRecord {
+        // JSON of strings is UTF-8; the fallback keeps this total.
+        line: String::from_utf8(line).unwrap_or_default(),
+        hash: hex_encode(&digest),
     }
-    line.push('}');
-    SealedRecord { line, hash }
+}
+
+/// Appends the record line of `body` (its canonical JSON with `hash` and, when
+/// `key` is given, `sig`) to `out` and returns the SHA-256 digest that `hash`
+/// spells (the next record's `prev`, as hex).
+///
+/// The caller sets `body.kid` to `key`'s id (or `None`); [`seal`] does that for
+/// an owned body. Writing into a reused buffer spares a writer the
+/// allocations of building the line piece by piece; what is written is
+/// byte-for-byte what [`seal`] writes.
+pub fn seal_into<S: Serialize>(
+    out: &mut Vec<u8>,
+    body: &RecordBody<S>,
+    key: Option<&SigningKey>,
+) -> [u8; 32] {
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, body).is_err() {
+        // A struct of strings and integers always serializes into a Vec.
+        out.truncate(start);
+        out.extend_from_slice(b"null");
+    }
+    let digest: [u8; 32] = Sha256::digest(out.get(start..).unwrap_or_default()).into();
+    // The canonical JSON ends with `}`: the two integrity fields go before it.
+    if out.last() == Some(&b'}') {
+        out.pop();
+    }
+    out.extend_from_slice(b",\"hash\":\"");
+    push_hex(out, &digest);
+    out.push(b'"');
+    if let Some(key) = key {
+        out.extend_from_slice(b",\"sig\":\"");
+        push_hex(out, &key.sign(&[RECORD_MAC_DOMAIN, &digest]));
+        out.push(b'"');
+    }
+    out.push(b'}');
+    digest
+}
+
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
+    }
 }
 
 /// A line that is not an audit record at all.
@@ -331,6 +393,77 @@ pub(crate) mod tests {
                 String::from_utf8(canonical).unwrap()
             );
         }
+    }
+
+    #[allow(clippy::ptr_arg)] // maps `&String` fields (Option::as_ref)
+    fn borrowed(b: &RecordBody) -> RecordBody<Cow<'_, str>> {
+        fn c(s: &String) -> Cow<'_, str> {
+            Cow::Borrowed(s)
+        }
+        fn d(d: &Option<RecordDecision>) -> Option<RecordDecision<Cow<'_, str>>> {
+            d.as_ref().map(|d| RecordDecision {
+                outcome: d.outcome,
+                reason: d.reason.as_ref().map(c),
+                rule: d.rule.as_ref().map(c),
+            })
+        }
+        fn h(l: &[(String, String)]) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+            l.iter().map(|(k, v)| (c(k), c(v))).collect()
+        }
+        RecordBody {
+            decisions: RecordDecisions {
+                ratelimit: d(&b.decisions.ratelimit),
+                tenant: d(&b.decisions.tenant),
+                waf: d(&b.decisions.waf),
+            },
+            destination: b.destination.as_ref().map(c),
+            duration_ms: b.duration_ms,
+            kid: b.kid.as_ref().map(c),
+            method: c(&b.method),
+            path: c(&b.path),
+            prev: c(&b.prev),
+            principal: b.principal.as_ref().map(c),
+            request_bytes: b.request_bytes,
+            request_headers: h(&b.request_headers),
+            request_id: c(&b.request_id),
+            response_bytes: b.response_bytes,
+            response_details: b.response_details.as_ref().map(c),
+            response_headers: h(&b.response_headers),
+            seq: b.seq,
+            status: b.status,
+            stream: c(&b.stream),
+            tenant: b.tenant.as_ref().map(c),
+            time: c(&b.time),
+            upstream: b.upstream.as_ref().map(c),
+            v: b.v,
+            waf_score: b.waf_score,
+        }
+    }
+
+    #[test]
+    fn a_borrowed_body_seals_to_the_same_line_as_an_owned_one() {
+        let (key, ring) = keys();
+        for signing in [Some(&key), None] {
+            let mut owned = body("s", 7, GENESIS_HASH);
+            let sealed = seal(&mut owned, signing);
+            let mut out = b"prefix: ".to_vec();
+            let digest = seal_into(&mut out, &borrowed(&owned), signing);
+            assert_eq!(
+                out.strip_prefix(b"prefix: ").unwrap(),
+                sealed.line.as_bytes()
+            );
+            assert_eq!(hex_encode(&digest), sealed.hash);
+            let checked = check_record(&sealed.line, &ring).unwrap();
+            assert!(checked.hash_matches);
+        }
+        let decision = Decision::new(Outcome::Deny).with_rule("r").with_reason("");
+        let owned: RecordDecision = RecordDecision::from(&decision);
+        let cow: RecordDecision<Cow<str>> = RecordDecision::from(&decision);
+        assert_eq!(
+            serde_json::to_string(&owned).unwrap(),
+            serde_json::to_string(&cow).unwrap()
+        );
+        assert_eq!(cow.reason, None, "an empty reason is absent");
     }
 
     #[test]
