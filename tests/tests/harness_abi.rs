@@ -10,6 +10,13 @@ use meshward_harness::{CallReply, GrpcReply, LogLevel, Request, DEFAULT_START_NA
 use std::time::Duration;
 
 const MS: u64 = 1_000_000;
+/// With one worker, the main thread's VM is `LogLine::worker` 1 (Envoy runs one per plugin).
+const MAIN_THREAD: usize = 1;
+
+/// The lines one VM logged.
+fn of_vm(logs: &[meshward_harness::LogLine], vm: usize) -> Vec<meshward_harness::LogLine> {
+    logs.iter().filter(|l| l.worker == vm).cloned().collect()
+}
 
 fn pairs_text(pairs: &[(String, String)]) -> String {
     let items: Vec<String> = pairs
@@ -61,21 +68,29 @@ fn proxy_get_current_time_nanoseconds_reads_the_virtual_clock() {
          tick: now; badret now",
     );
     let start = DEFAULT_START_NANOS.to_string();
-    // Canary VM and worker VM both configured at the start time.
+    // The canary, the worker's and the main thread's VM, all configured at the start time.
     assert_eq!(
         answers(&proxy.logs(), "proxy_get_current_time_nanoseconds()"),
-        [format!("OK {start}"), format!("OK {start}")]
+        [
+            format!("OK {start}"),
+            format!("OK {start}"),
+            format!("OK {start}")
+        ]
     );
     proxy.advance(Duration::from_secs(1));
     let logs = proxy.logs();
-    let all = answers(&logs, "proxy_get_current_time_nanoseconds()");
-    assert_eq!(
-        all[2..],
-        [
-            format!("OK {}", DEFAULT_START_NANOS + 1000 * MS),
-            "INVALID_MEMORY_ACCESS".to_string()
-        ]
-    );
+    // Both ticking root contexts (worker 0 and the main thread) read the advanced clock.
+    for vm in [0, MAIN_THREAD] {
+        let all = answers(&of_vm(&logs, vm), "proxy_get_current_time_nanoseconds()");
+        assert_eq!(
+            all[1..],
+            [
+                format!("OK {}", DEFAULT_START_NANOS + 1000 * MS),
+                "INVALID_MEMORY_ACCESS".to_string()
+            ],
+            "VM {vm}"
+        );
+    }
 }
 
 #[test]
@@ -83,14 +98,20 @@ fn proxy_set_tick_period_milliseconds_ticks_on_the_virtual_clock_and_zero_stops_
     let mut proxy = proxy("configure: tick_period 100\ntick: now");
     assert_eq!(
         answers(&proxy.logs(), "proxy_set_tick_period_milliseconds(100)"),
-        ["OK", "OK"]
+        ["OK", "OK", "OK"]
     );
     proxy.advance(Duration::from_millis(350));
-    let times = answers(&proxy.logs(), "proxy_get_current_time_nanoseconds()");
     let want: Vec<String> = (1..=3)
         .map(|k| format!("OK {}", DEFAULT_START_NANOS + k * 100 * MS))
         .collect();
-    assert_eq!(times, want, "one tick per 100 ms of virtual time");
+    // The worker's root context and the main thread's both tick.
+    for vm in [0, MAIN_THREAD] {
+        let times = answers(
+            &of_vm(&proxy.logs(), vm),
+            "proxy_get_current_time_nanoseconds()",
+        );
+        assert_eq!(times, want, "VM {vm}: one tick per 100 ms of virtual time");
+    }
 
     let mut stopping = harness_probe::proxy("configure: tick_period 100\ntick: tick_period 0");
     stopping.advance(Duration::from_secs(1));
@@ -99,10 +120,13 @@ fn proxy_set_tick_period_milliseconds_ticks_on_the_virtual_clock_and_zero_stops_
         .iter()
         .filter(|l| l.message.starts_with("probe on_tick"))
         .count();
-    assert_eq!(ticks, 1, "a period of 0 disables the timer");
+    assert_eq!(
+        ticks, 2,
+        "a period of 0 disables the timer: one tick each for the worker and the main thread"
+    );
     assert_eq!(
         answers(&stopping.logs(), "proxy_set_tick_period_milliseconds(0)"),
-        ["OK"]
+        ["OK", "OK"]
     );
 }
 
@@ -140,13 +164,21 @@ fn proxy_done_finishes_a_context_that_answered_false_to_on_done_and_is_not_found
         "deletion waits for proxy_done"
     );
     proxy.advance(Duration::from_millis(100));
-    let logs = proxy.logs();
+    let logs = of_vm(&proxy.logs(), 0);
     assert_eq!(answers(&logs, "proxy_set_effective_context(2)"), ["OK"]);
     assert_eq!(answers(&logs, "proxy_done()"), ["NOT_FOUND", "OK"]);
     assert!(logged(&logs, "probe on_delete context=2"));
+    // Context ids are per VM: the main thread's VM, which ticks too, has no context 2.
+    assert_eq!(
+        answers(
+            &of_vm(&proxy.logs(), MAIN_THREAD),
+            "proxy_set_effective_context(2)"
+        ),
+        ["BAD_ARGUMENT"]
+    );
     // Gone now: a second tick can no longer reach it.
     proxy.advance(Duration::from_millis(100));
-    let logs = proxy.logs();
+    let logs = of_vm(&proxy.logs(), 0);
     assert_eq!(
         answers(&logs, "proxy_set_effective_context(2)"),
         ["OK", "BAD_ARGUMENT"]
@@ -203,7 +235,7 @@ fn proxy_send_local_response_answers_the_client_and_rejects_bad_pointers() {
     // In a root context Envoy accepts it and sends nothing.
     assert_eq!(
         answers(&proxy.logs(), r#"proxy_send_local_response(500, "x", "y")"#),
-        ["OK", "OK"]
+        ["OK", "OK", "OK"]
     );
     let out = proxy.send(Request::get("/"));
     assert_eq!(
@@ -243,7 +275,11 @@ fn proxy_get_buffer_bytes_reads_slices_of_available_buffers_only() {
             &proxy.logs(),
             "proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, 9)"
         ),
-        [r#"OK "configure""#, r#"OK "configure""#]
+        [
+            r#"OK "configure""#,
+            r#"OK "configure""#,
+            r#"OK "configure""#
+        ]
     );
     let out = proxy.send(Request::post("/", "hello world"));
     let logs = &out.logs;
@@ -610,7 +646,8 @@ fn proxy_remove_header_map_value_removes_every_value_and_is_ok_for_missing_names
 fn proxy_get_property_resolves_known_paths_and_reports_unknown_ones() {
     let mut proxy = proxy(
         "request_headers: get_property request path; get_property plugin_name; get_property no such; \
-         get_property @bad; badret get_property request path",
+         get_property @bad; badret get_property request path; get_property xds cluster_name; \
+         get_property filter_state",
     );
     let out = proxy.send(Request::get("/a?x=1"));
     let logs = &out.logs;
@@ -630,6 +667,16 @@ fn proxy_get_property_resolves_known_paths_and_reports_unknown_ones() {
         answer(logs, "proxy_get_property(@bad)"),
         "INVALID_MEMORY_ACCESS"
     );
+    // The route's upstream cluster, as Envoy serves it.
+    assert_eq!(
+        answer(logs, r#"proxy_get_property("xds\x00cluster_name")"#),
+        r#"OK "app""#
+    );
+    // Envoy cannot serialize the whole filter-state map.
+    assert_eq!(
+        answer(logs, r#"proxy_get_property("filter_state")"#),
+        "SERIALIZATION_FAILURE"
+    );
 }
 
 #[test]
@@ -642,7 +689,7 @@ fn proxy_set_property_sets_filter_state_of_the_stream_only() {
     // No stream in a root context: Envoy has no filter state to write.
     assert_eq!(
         answers(&proxy.logs(), r#"proxy_set_property("meshward.y", "v")"#),
-        ["NOT_FOUND", "NOT_FOUND"]
+        ["NOT_FOUND", "NOT_FOUND", "NOT_FOUND"]
     );
     let out = proxy.send(Request::get("/"));
     let logs = &out.logs;

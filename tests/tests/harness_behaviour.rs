@@ -26,7 +26,8 @@ fn traces<'a>(logs: &'a [LogLine], prefix: &str) -> Vec<&'a LogLine> {
 // ----- start-up ----------------------------------------------------------------
 
 #[test]
-fn start_up_creates_the_root_context_then_starts_and_configures_a_canary_vm_before_each_worker() {
+fn start_up_creates_the_root_context_then_starts_and_configures_a_canary_vm_then_each_worker_then_the_main_thread(
+) {
     let (vm_config, config) = (
         "vm_start: echo vm-started",
         "configure: define_metric COUNTER starts; increment_metric starts 1",
@@ -56,11 +57,12 @@ fn start_up_creates_the_root_context_then_starts_and_configures_a_canary_vm_befo
             ),
         ]
     };
-    // The canary is worker index 2 (== workers); then workers 0 and 1.
-    let want: Vec<(usize, String)> = [2, 0, 1].into_iter().flat_map(one_vm).collect();
+    // As Envoy 1.40: the canary (index 3 == workers + 1), workers 0 and 1, then
+    // the main thread's VM (index 2 == workers).
+    let want: Vec<(usize, String)> = [3, 0, 1, 2].into_iter().flat_map(one_vm).collect();
     assert_eq!(order, want);
-    // Side effects of start-up happen once more than there are workers.
-    assert_eq!(proxy.metric("starts"), Some(3));
+    // Side effects of start-up happen twice more than there are workers.
+    assert_eq!(proxy.metric("starts"), Some(4));
 }
 
 #[test]
@@ -217,12 +219,21 @@ fn a_shared_queue_carries_items_between_workers_and_wakes_its_owner_with_on_queu
         answer(&out.logs, r#"proxy_enqueue_shared_queue(1, "job-1")"#),
         "OK"
     );
-    // The last VM to register the queue (worker 1) owns it and is woken.
+    // The last VM to register the queue owns it and is woken: the last one
+    // configured (the main thread's VM, which serves no stream).
+    let owner = proxy
+        .logs()
+        .iter()
+        .rev()
+        .find(|l| l.message.starts_with("probe on_configure"))
+        .map(|l| l.worker)
+        .expect("configured");
+    assert_ne!(owner, 0, "not the sending worker");
     let ready = traces(&out.logs, "probe on_queue_ready");
     assert_eq!(ready.len(), 1);
     assert_eq!(
         (ready[0].worker, ready[0].message.as_str()),
-        (1, "probe on_queue_ready context=1 queue=1")
+        (owner, "probe on_queue_ready context=1 queue=1")
     );
     let dequeued: Vec<(usize, &str)> = out
         .logs
@@ -233,8 +244,8 @@ fn a_shared_queue_carries_items_between_workers_and_wakes_its_owner_with_on_queu
     assert_eq!(
         dequeued,
         [
-            (1, r#"probe proxy_dequeue_shared_queue(1) = OK "job-1""#),
-            (1, "probe proxy_dequeue_shared_queue(1) = EMPTY")
+            (owner, r#"probe proxy_dequeue_shared_queue(1) = OK "job-1""#),
+            (owner, "probe proxy_dequeue_shared_queue(1) = EMPTY")
         ]
     );
 }
@@ -756,6 +767,7 @@ fn request_connection_plugin_and_node_properties_are_served() {
     let mut proxy = build(
         builder()
             .node_metadata("NAMESPACE", "bank-a")
+            .upstream_cluster("inbound|8080||api.bank-a.svc.cluster.local")
             .plugin(probe(
                 "probe",
                 "request_headers: get_property request path; get_property request url_path; get_property request host; \
@@ -763,7 +775,8 @@ fn request_connection_plugin_and_node_properties_are_served() {
                  get_property request id; get_property request protocol; get_property request headers x-h; \
                  get_property source address; get_property source port; get_property destination address; \
                  get_property connection mtls; get_property connection uri_san_peer_certificate; \
-                 get_property connection peer_certificate; get_property plugin_name; get_property plugin_root_id; \
+                 get_property connection peer_certificate; get_property connection subject_peer_certificate; \
+                 get_property xds cluster_name; get_property plugin_name; get_property plugin_root_id; \
                  get_property xds node metadata NAMESPACE; get_property xds node metadata MISSING; \
                  get_property node metadata NAMESPACE",
             ).root_id("probe-root")),
@@ -804,7 +817,18 @@ fn request_connection_plugin_and_node_properties_are_served() {
         p("connection.uri_san_peer_certificate"),
         s("spiffe://cluster.local/ns/bank-a/sa/api")
     );
-    assert_eq!(p("connection.peer_certificate"), s(&svid.url_encoded_pem()));
+    // Envoy 1.40 serves the raw PEM (not URL-encoded) ...
+    assert_eq!(p("connection.peer_certificate"), s(&svid.cert_pem));
+    // ... and the subject in RFC 2253 form: the last RDN first (the SVID's DER
+    // subject is CN, then O), comma-separated.
+    assert_eq!(
+        p("connection.subject_peer_certificate"),
+        s("O=meshward,CN=rcgen self signed cert")
+    );
+    assert_eq!(
+        p("xds.cluster_name"),
+        s("inbound|8080||api.bank-a.svc.cluster.local")
+    );
     assert_eq!(p("plugin_name"), s("probe"));
     assert_eq!(p("plugin_root_id"), s("probe-root"));
     assert_eq!(p("xds.node.metadata.NAMESPACE"), s("bank-a"));
@@ -861,10 +885,196 @@ fn filter_state_set_by_one_plugin_is_read_by_the_next_under_both_names() {
     );
 }
 
+// ----- what the sidecar adds to requests and responses ------------------------------
+
+/// Hex SHA-256 of a PEM certificate's DER: XFCC's `Hash=`.
+fn der_sha256_hex(pem: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let body: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .concat();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("PEM body");
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn an_mtls_callers_xfcc_gets_the_sidecars_element_appended_and_a_plaintext_callers_is_removed() {
+    let ca = TestCa::new("probe-ca").expect("test CA");
+    let caller = ca
+        .issue("spiffe://cluster.local/ns/bank-a/sa/web")
+        .expect("svid");
+    let script = "request_headers: get_header HTTP_REQUEST_HEADERS x-forwarded-client-cert";
+    let mut proxy = build(
+        builder()
+            .node_metadata("NAMESPACE", "bank-a")
+            .plugin(probe("probe", script)),
+    );
+    let element = |by: Option<&str>| {
+        let by = by.map(|b| format!("By={b};")).unwrap_or_default();
+        format!(
+            "{by}Hash={};Cert=\"{}\";URI=spiffe://cluster.local/ns/bank-a/sa/web",
+            der_sha256_hex(&caller.cert_pem),
+            caller.url_encoded_pem()
+        )
+    };
+    let seen = |out: &meshward_harness::Outcome| {
+        answer(
+            &out.logs,
+            r#"proxy_get_header_map_value(HTTP_REQUEST_HEADERS, "x-forwarded-client-cert")"#,
+        )
+    };
+    // Istio's APPEND_FORWARD with `uri` and `cert`: this sidecar's element, `By=`
+    // its own identity (by default from the node's namespace), after the caller's.
+    let incoming = "By=spiffe://cluster.local/ns/istio-system/sa/gw;URI=spiffe://x/ns/y/sa/z";
+    let out = proxy.send(
+        Request::get("/")
+            .header("x-forwarded-client-cert", incoming)
+            .peer_certificate_pem(caller.cert_pem.clone()),
+    );
+    let want = format!(
+        "{incoming},{}",
+        element(Some("spiffe://cluster.local/ns/bank-a/sa/default"))
+    );
+    assert_eq!(
+        out.upstream_header("x-forwarded-client-cert"),
+        Some(want.as_str())
+    );
+    assert_eq!(
+        seen(&out),
+        format!("OK {}", esc(want.as_bytes())),
+        "filters see it too"
+    );
+    // Without an incoming header, the element alone.
+    let out = proxy.send(Request::get("/").peer_certificate_pem(caller.cert_pem.clone()));
+    let want = element(Some("spiffe://cluster.local/ns/bank-a/sa/default"));
+    assert_eq!(
+        out.upstream_header("x-forwarded-client-cert"),
+        Some(want.as_str())
+    );
+
+    // A plaintext caller's XFCC is sanitized away before any filter runs.
+    let out = proxy.send(Request::get("/").header("x-forwarded-client-cert", incoming));
+    assert_eq!(out.upstream_header("x-forwarded-client-cert"), None);
+    assert_eq!(seen(&out), "NOT_FOUND");
+
+    // The local identity given explicitly; none known: no `By=`.
+    let mut named = build(
+        builder()
+            .node_metadata("NAMESPACE", "bank-a")
+            .local_identity("spiffe://cluster.local/ns/bank-a/sa/api")
+            .plugin(probe("probe", script)),
+    );
+    let out = named.send(Request::get("/").peer_certificate_pem(caller.cert_pem.clone()));
+    let want = element(Some("spiffe://cluster.local/ns/bank-a/sa/api"));
+    assert_eq!(
+        out.upstream_header("x-forwarded-client-cert"),
+        Some(want.as_str())
+    );
+    let mut anonymous = build(builder().plugin(probe("probe", script)));
+    let out = anonymous.send(Request::get("/").peer_certificate_pem(caller.cert_pem.clone()));
+    assert_eq!(
+        out.upstream_header("x-forwarded-client-cert"),
+        Some(element(None).as_str())
+    );
+}
+
+#[test]
+fn the_proxy_adds_x_forwarded_proto_then_x_request_id_after_the_clients_headers() {
+    let mut proxy = build(builder().plugin(probe("probe", "")));
+    let out = proxy.send(Request::get("/").header("x-client", "1"));
+    let names: Vec<&str> = out
+        .upstream
+        .as_ref()
+        .expect("upstream")
+        .headers
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !k.starts_with(':'))
+        .collect();
+    assert_eq!(names, ["x-client", "x-forwarded-proto", "x-request-id"]);
+    assert_eq!(out.upstream_header("x-forwarded-proto"), Some("https"));
+    // A client's own request id is kept.
+    let out = proxy.send(Request::get("/").header("x-request-id", "rid-7"));
+    assert_eq!(out.upstream_header("x-request-id"), Some("rid-7"));
+}
+
+#[test]
+fn responses_get_the_routers_service_time_before_the_filters_and_date_and_server_after_them() {
+    let mut proxy = build(builder().plugin(probe(
+        "probe",
+        "response_headers: get_header HTTP_RESPONSE_HEADERS x-envoy-upstream-service-time; \
+         get_header HTTP_RESPONSE_HEADERS date; get_header HTTP_RESPONSE_HEADERS server\n\
+         log: get_header HTTP_RESPONSE_HEADERS date; get_header HTTP_RESPONSE_HEADERS server",
+    )));
+    proxy.set_upstream(|_| {
+        meshward_harness::Response::new(200)
+            .header("server", "app")
+            .body(b"ok".to_vec())
+    });
+    let value = |name: &str| {
+        format!(
+            "proxy_get_header_map_value(HTTP_RESPONSE_HEADERS, {})",
+            esc(name.as_bytes())
+        )
+    };
+    let s = |v: &str| format!("OK {}", esc(v.as_bytes()));
+    let out = proxy.send(Request::get("/"));
+    // The response filters see the router's header, and the upstream's `server`
+    // but no `date` yet: the codec sets those after them.
+    assert_eq!(
+        answers(&out.logs, &value("x-envoy-upstream-service-time")),
+        [s("0")]
+    );
+    assert_eq!(answers(&out.logs, &value("server")), [s("app"), s("envoy")]);
+    assert_eq!(
+        answers(&out.logs, &value("date")),
+        ["NOT_FOUND".to_string(), s("Thu, 01 Jan 2026 00:00:00 GMT")],
+        "in on_log the date is there"
+    );
+    assert_eq!(out.response.get("x-envoy-upstream-service-time"), Some("0"));
+    assert_eq!(out.response.get("server"), Some("envoy"));
+    assert_eq!(
+        out.response.get("date"),
+        Some("Thu, 01 Jan 2026 00:00:00 GMT")
+    );
+
+    // The date follows the virtual clock.
+    proxy.advance(Duration::from_secs(90));
+    let out = proxy.send(Request::get("/"));
+    assert_eq!(
+        out.response.get("date"),
+        Some("Thu, 01 Jan 2026 00:01:30 GMT")
+    );
+}
+
+#[test]
+fn a_local_reply_gets_date_and_server_but_no_upstream_service_time() {
+    let mut proxy = build(builder().plugin(probe(
+        "probe",
+        "request_headers: local_reply 403 denied probe_denied",
+    )));
+    let out = proxy.send(Request::get("/"));
+    assert_eq!(out.status(), 403);
+    assert_eq!(out.response.get("server"), Some("envoy"));
+    assert_eq!(
+        out.response.get("date"),
+        Some("Thu, 01 Jan 2026 00:00:00 GMT")
+    );
+    assert_eq!(out.response.get("x-envoy-upstream-service-time"), None);
+}
+
 // ----- ticks ------------------------------------------------------------------
 
 #[test]
-fn ticks_fire_per_root_context_in_every_worker_vm_on_the_virtual_clock() {
+fn ticks_fire_per_root_context_in_every_worker_vm_and_the_main_thread_vm_on_the_virtual_clock() {
     let mut proxy = build(
         builder()
             .workers(2)
@@ -881,7 +1091,8 @@ fn ticks_fire_per_root_context_in_every_worker_vm_on_the_virtual_clock() {
         .iter()
         .map(|l| (l.worker, l.message.as_str()))
         .collect();
-    // Each worker's root context (id 1) ticks at 100 and 200 ms; the canary VM is gone.
+    // Each worker's root context (id 1) and the main thread's (VM index 2)
+    // tick at 100 and 200 ms; the canary VM is gone.
     let mut per_worker = ticks.clone();
     per_worker.sort();
     assert_eq!(
@@ -890,13 +1101,15 @@ fn ticks_fire_per_root_context_in_every_worker_vm_on_the_virtual_clock() {
             (0, "probe on_tick context=1"),
             (0, "probe on_tick context=1"),
             (1, "probe on_tick context=1"),
-            (1, "probe on_tick context=1")
+            (1, "probe on_tick context=1"),
+            (2, "probe on_tick context=1"),
+            (2, "probe on_tick context=1")
         ]
     );
     let times = answers(&logs, "proxy_get_current_time_nanoseconds()");
     assert_eq!(
         times,
-        [100, 100, 200, 200].map(|ms| format!("OK {}", DEFAULT_START_NANOS + ms * MS))
+        [100, 100, 100, 200, 200, 200].map(|ms| format!("OK {}", DEFAULT_START_NANOS + ms * MS))
     );
 }
 

@@ -306,9 +306,18 @@ fn a_trusted_forwarder_passes_on_its_clients_identity() {
     let xfcc = format!("By={GW};Hash=abc;Subject=\"\";URI={A_WEB}");
     let out = p.send(from(GW, "/logs").header("x-forwarded-client-cert", &xfcc));
     assert_allowed(&out);
-    assert_eq!(
-        out.upstream_header("x-forwarded-client-cert"),
-        Some(xfcc.as_str())
+    // The upstream gets the gateway's element untouched, followed by the one this
+    // sidecar appended for its direct peer, the gateway (APPEND_FORWARD, as Istio).
+    let forwarded = out
+        .upstream_header("x-forwarded-client-cert")
+        .expect("XFCC at the upstream");
+    let own = forwarded
+        .strip_prefix(&format!("{xfcc},"))
+        .unwrap_or_else(|| panic!("the gateway's element comes first: {forwarded}"));
+    assert!(
+        own.starts_with("By=spiffe://cluster.local/ns/shared/sa/default;Hash=")
+            && own.ends_with(&format!(";URI={GW}")),
+        "{own}"
     );
     assert_eq!(p.metric("meshward_tenant.allowed.bank-a"), Some(1));
 }
