@@ -37,7 +37,8 @@ mod record;
 pub use chain::{ChainReport, ChainVerifier, Problem, ProblemKind};
 pub use encoding::{format_rfc3339_millis, hex_encode, hex_encode_into};
 pub use header::{
-    sign_header, verify_header, verify_header_at, AuditClaims, HeaderError, SIGNATURE_ALG,
+    sign_header, verify_header, verify_header_at, AuditClaims, ClaimsRef, HeaderError,
+    SIGNATURE_ALG,
 };
 pub use keys::{env_var_for_key, KeyError, Keyring, Secret, SigningKey, MIN_SECRET_BYTES};
 pub use record::{

@@ -446,7 +446,7 @@ impl HttpContext for Stream {
         // 3. The signed audit headers.
         let line = RequestLine::from_headers(&headers);
         let facts = Self::read_facts();
-        let value = stamp::claims(&request_id, now, &line, &facts).encode();
+        let value = stamp::claims_ref(&request_id, now, &line, &facts).encode();
         let _ = hostcalls::set_map_value_bytes(
             MapType::HttpRequestHeaders,
             &settings.audit_header,

@@ -1,7 +1,7 @@
 //! The request side: which incoming headers are forged, the request id, and
 //! the facts the filters before `audit` left in filter state.
 
-use meshward_shared::audit::AuditClaims;
+use meshward_shared::audit::{AuditClaims, ClaimsRef};
 use meshward_shared::filter_state::{self, Decision};
 
 /// Names of incoming headers in the audit namespace (each once, in order).
@@ -103,6 +103,29 @@ impl RequestLine {
             path: get(":path").unwrap_or_default(),
             authority: get(":authority").filter(|a| !a.is_empty()),
         }
+    }
+}
+
+/// The header claims for one request, borrowed (encodes exactly like
+/// [`claims`]).
+pub fn claims_ref<'a>(
+    request_id: &'a str,
+    time_ms: u64,
+    line: &'a RequestLine,
+    facts: &'a Facts,
+) -> ClaimsRef<'a> {
+    let or_dash = |s: &'a str| if s.is_empty() { "-" } else { s };
+    ClaimsRef {
+        request_id,
+        time_unix_ms: time_ms,
+        tenant: facts.tenant.as_deref(),
+        principal: facts.principal.as_deref(),
+        destination: line.authority.as_deref(),
+        method: or_dash(&line.method),
+        path: or_dash(&line.path),
+        waf: facts.waf.as_ref(),
+        authz: facts.authz.as_ref(),
+        ratelimit: facts.ratelimit.as_ref(),
     }
 }
 
@@ -231,6 +254,12 @@ mod tests {
             ..Facts::default()
         };
         let c = claims("r1", 5, &line, &facts);
+        assert_eq!(claims_ref("r1", 5, &line, &facts).encode(), c.encode());
+        let empty = RequestLine::default();
+        assert_eq!(
+            claims_ref("r1", 5, &empty, &facts).encode(),
+            claims("r1", 5, &empty, &facts).encode()
+        );
         let key = SigningKey::new("k1", b"0123456789abcdef").unwrap();
         let sig = sign_header(&c.encode(), &key);
         let mut ring = Keyring::new();

@@ -114,12 +114,37 @@ pub fn format_rfc3339_millis(unix_ms: u64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    // What `format!("{year:04}-{month:02}-…")` writes, digit by digit: this
+    // runs for every audit record, and the formatting machinery costs more
+    // than the arithmetic.
+    let mut out = String::with_capacity(24);
+    if year >= 10_000 {
+        out.push_str(&year.to_string());
+    } else {
+        push_digits(&mut out, year, 4);
+    }
+    out.push('-');
+    push_digits(&mut out, month, 2);
+    out.push('-');
+    push_digits(&mut out, day, 2);
+    out.push('T');
+    push_digits(&mut out, rem / 3600, 2);
+    out.push(':');
+    push_digits(&mut out, rem % 3600 / 60, 2);
+    out.push(':');
+    push_digits(&mut out, rem % 60, 2);
+    out.push('.');
+    push_digits(&mut out, millis, 3);
+    out.push('Z');
+    out
+}
+
+/// The last `width` decimal digits of `n`, zero-padded.
+fn push_digits(out: &mut String, n: u64, width: u32) {
+    for i in (0..width).rev() {
+        let digit = (n / 10u64.pow(i)) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian
@@ -179,6 +204,9 @@ mod tests {
             (1_767_225_600_000, "2026-01-01T00:00:00.000Z"),
             (951_782_400_123, "2000-02-29T00:00:00.123Z"),
             (1_709_251_199_999, "2024-02-29T23:59:59.999Z"),
+            (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),
+            (253_402_300_800_000, "10000-01-01T00:00:00.000Z"),
+            (86_400_000 * 400 + 3_723_004, "1971-02-05T01:02:03.004Z"),
         ];
         for (ms, want) in rows {
             assert_eq!(format_rfc3339_millis(ms), want, "{ms}");

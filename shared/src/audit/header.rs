@@ -17,7 +17,7 @@
 //! valid value `encode(parse(v)) == v`, so a value has one meaning and one
 //! signature.
 
-use super::encoding::{hex_decode, hex_encode, percent_decode, percent_encode_into};
+use super::encoding::{hex_decode, hex_encode_into, percent_decode, percent_encode_into};
 use super::keys::{Keyring, SigningKey};
 use crate::filter_state::{Decision, Outcome};
 
@@ -45,6 +45,63 @@ pub struct AuditClaims {
     /// The `tenant` filter's authorization decision.
     pub authz: Option<Decision>,
     pub ratelimit: Option<Decision>,
+}
+
+/// [`AuditClaims`] borrowed from wherever the writer holds them: encoding
+/// these writes exactly what [`AuditClaims::encode`] writes, without copying
+/// each value into claims first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimsRef<'a> {
+    pub request_id: &'a str,
+    pub time_unix_ms: u64,
+    pub tenant: Option<&'a str>,
+    pub principal: Option<&'a str>,
+    pub destination: Option<&'a str>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub waf: Option<&'a Decision>,
+    pub authz: Option<&'a Decision>,
+    pub ratelimit: Option<&'a Decision>,
+}
+
+impl ClaimsRef<'_> {
+    /// The canonical header value (see [`AuditClaims::encode`]).
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(128 + self.path.len());
+        out.push_str("v=1;id=");
+        percent_encode_into(&mut out, self.request_id);
+        out.push_str(";t=");
+        push_decimal(&mut out, self.time_unix_ms);
+        push_opt(&mut out, "tenant", self.tenant);
+        push_opt(&mut out, "principal", self.principal);
+        push_opt(&mut out, "dst", self.destination);
+        out.push_str(";m=");
+        percent_encode_into(&mut out, self.method);
+        out.push_str(";p=");
+        percent_encode_into(&mut out, self.path);
+        push_decision(&mut out, "d.waf", self.waf);
+        push_decision(&mut out, "d.tenant", self.authz);
+        push_decision(&mut out, "d.ratelimit", self.ratelimit);
+        out
+    }
+}
+
+/// Appends `n` in decimal (what `n.to_string()` spells, without the
+/// formatting machinery).
+pub(crate) fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in digits.get(i..).unwrap_or_default() {
+        out.push(char::from(d));
+    }
 }
 
 /// Why a header value or signature was refused.
@@ -98,22 +155,23 @@ impl AuditClaims {
     /// The canonical header value. Empty optional strings (and empty decision
     /// rules or reasons) are written as absent.
     pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(96 + self.path.len());
-        out.push_str("v=1;id=");
-        percent_encode_into(&mut out, &self.request_id);
-        out.push_str(";t=");
-        out.push_str(&self.time_unix_ms.to_string());
-        push_opt(&mut out, "tenant", self.tenant.as_deref());
-        push_opt(&mut out, "principal", self.principal.as_deref());
-        push_opt(&mut out, "dst", self.destination.as_deref());
-        out.push_str(";m=");
-        percent_encode_into(&mut out, &self.method);
-        out.push_str(";p=");
-        percent_encode_into(&mut out, &self.path);
-        push_decision(&mut out, "d.waf", self.waf.as_ref());
-        push_decision(&mut out, "d.tenant", self.authz.as_ref());
-        push_decision(&mut out, "d.ratelimit", self.ratelimit.as_ref());
-        out
+        self.borrowed().encode()
+    }
+
+    /// The same claims, borrowed.
+    pub fn borrowed(&self) -> ClaimsRef<'_> {
+        ClaimsRef {
+            request_id: &self.request_id,
+            time_unix_ms: self.time_unix_ms,
+            tenant: self.tenant.as_deref(),
+            principal: self.principal.as_deref(),
+            destination: self.destination.as_deref(),
+            method: &self.method,
+            path: &self.path,
+            waf: self.waf.as_ref(),
+            authz: self.authz.as_ref(),
+            ratelimit: self.ratelimit.as_ref(),
+        }
     }
 
     /// Parses a canonical header value (see the module docs).
@@ -249,11 +307,14 @@ pub fn sign_header(value: &str, key: &SigningKey) -> String {
         b"\0",
         value.as_bytes(),
     ]);
-    format!(
-        "kid={};alg={SIGNATURE_ALG};sig={}",
-        key.id(),
-        hex_encode(&mac)
-    )
+    let mut out = String::with_capacity(32 + key.id().len() + 64);
+    out.push_str("kid=");
+    out.push_str(key.id());
+    out.push_str(";alg=");
+    out.push_str(SIGNATURE_ALG);
+    out.push_str(";sig=");
+    hex_encode_into(&mut out, &mac);
+    out
 }
 
 /// Verifies an `x-meshward-audit` value against its signature header and
@@ -327,6 +388,25 @@ fn parse_signature(signature: &str) -> Result<(&str, Vec<u8>), HeaderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_are_spelled_like_to_string() {
+        for n in [0, 7, 10, 1_767_225_600_000, u64::MAX] {
+            let mut s = String::from("t=");
+            push_decimal(&mut s, n);
+            assert_eq!(s, format!("t={n}"));
+        }
+    }
+
+    #[test]
+    fn borrowed_claims_encode_like_owned_ones() {
+        let mut c = AuditClaims::new("r;1", 1_767_225_600_123, "GET", "/a b");
+        c.tenant = Some("bank-a".into());
+        c.authz = Some(Decision::new(Outcome::Deny).with_reason("x"));
+        let b = c.borrowed();
+        assert_eq!(b.encode(), c.encode());
+        assert_eq!(AuditClaims::parse(&b.encode()).unwrap(), c);
+    }
 
     const K1: &[u8] = b"k1-secret-0123456789";
     const K2: &[u8] = b"k2-secret-9876543210";
