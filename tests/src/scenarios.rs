@@ -282,11 +282,14 @@ fn harness_echo(upstream: &meshward_harness::Upstream) -> Response {
 }
 
 /// The harness proxy for `callee`: the manifests' chain on two workers, the
-/// mesh's host environment, every cluster the filters name known, the echo upstream.
+/// mesh's host environment, every cluster the filters name known, the echo upstream,
+/// and the callee's SPIFFE ID as its own identity (XFCC `By=`), as the listener
+/// certificate Envoy serves.
 pub fn harness_proxy(mesh: &Mesh, callee: Workload) -> anyhow::Result<Proxy> {
     let mut builder = Proxy::builder()
         .workers(2)
-        .node_metadata("NAMESPACE", callee.namespace);
+        .node_metadata("NAMESPACE", callee.namespace)
+        .local_identity(&callee.spiffe_id());
     for (k, v) in &mesh.host_env {
         builder = builder.host_env(k, v);
     }
@@ -499,6 +502,16 @@ const COMPARED_RESPONSE_HEADERS: &[&str] = &[
     "x-ratelimit-reset",
 ];
 
+/// Upstream request headers the sidecar itself writes, whose values must agree:
+/// the XFCC element Istio's sidecar appends (APPEND_FORWARD, `uri` and `cert`;
+/// both sides use the same certificates and local identity) and the scheme.
+const COMPARED_UPSTREAM_HEADERS: &[&str] = &["x-forwarded-client-cert", "x-forwarded-proto"];
+
+/// Response headers the proxy adds whose presence must agree: the router's
+/// `x-envoy-upstream-service-time` (upstream responses only) and the codec's
+/// `date` and `server` (every response).
+const PROXY_RESPONSE_HEADERS: &[&str] = &["x-envoy-upstream-service-time", "date", "server"];
+
 /// Every way the two runs differ, one line each (empty: they agree).
 pub fn disagreements(scenario: &Scenario, harness: &[Observed], envoy: &[Observed]) -> Vec<String> {
     let mut out = Vec::new();
@@ -540,10 +553,12 @@ pub fn disagreements(scenario: &Scenario, harness: &[Observed], envoy: &[Observe
                     "{at}: upstream x-meshward-* headers: harness {hn:?} / Envoy {en:?}"
                 ));
             }
-            for name in hn.intersection(&en) {
-                if scenario.volatile.contains(&name.as_str()) {
-                    continue;
-                }
+            let compared = hn
+                .intersection(&en)
+                .filter(|name| !scenario.volatile.contains(&name.as_str()))
+                .map(String::as_str)
+                .chain(COMPARED_UPSTREAM_HEADERS.iter().copied());
+            for name in compared {
                 if hu.header(name) != eu.header(name) {
                     out.push(format!(
                         "{at}: upstream {name}: harness {:?} / Envoy {:?}",
@@ -568,7 +583,10 @@ pub fn disagreements(scenario: &Scenario, harness: &[Observed], envoy: &[Observe
                 ));
             }
         }
-        for name in COMPARED_RESPONSE_HEADERS {
+        for name in COMPARED_RESPONSE_HEADERS
+            .iter()
+            .chain(PROXY_RESPONSE_HEADERS)
+        {
             let (hv, ev) = (h.response_header(name), e.response_header(name));
             if hv.is_some() != ev.is_some() {
                 out.push(format!(
@@ -582,8 +600,7 @@ pub fn disagreements(scenario: &Scenario, harness: &[Observed], envoy: &[Observe
 
 /// Metrics whose values depend on how many VMs Envoy runs or on real time
 /// (config loads, background export, CAS retries): compared by name only.
-const METRICS_COMPARED_BY_NAME: &[&str] =
-    &["config_reloads", "export_", "queue_depth", "cas_retries"];
+const METRICS_COMPARED_BY_NAME: &[&str] = &["export_", "queue_depth", "cas_retries"];
 
 /// Differences between the harness's metrics and Envoy's `wasmcustom.*` stats:
 /// the same metrics must exist, and (with `values`) request-driven ones must have the same value.

@@ -267,14 +267,14 @@ fn abi_probe_answers_agree_between_harness_and_envoy() {
         ("plugin_name", true),
         ("plugin_root_id", true),
         ("plugin_vm_id", true),
-        ("xds cluster_name", false),
+        ("xds cluster_name", true),
         ("response code", true),
         ("filter_state", true),
     ];
     const HEADERS: &[(&str, bool)] = &[
         ("x-forwarded-proto", true),
         ("x-request-id", false),
-        ("x-forwarded-client-cert", false),
+        ("x-forwarded-client-cert", true),
     ];
 
     let mut request_script: Vec<String> = PROPERTIES
@@ -303,6 +303,7 @@ fn abi_probe_answers_agree_between_harness_and_envoy() {
     let mut proxy = meshward_harness::Proxy::builder()
         .workers(2)
         .node_metadata("NAMESPACE", "bank-a")
+        .local_identity(&scenarios::BANK_A_API.spiffe_id())
         .manifests(std::slice::from_ref(&manifests))
         .unwrap()
         .build()
