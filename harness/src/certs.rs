@@ -13,7 +13,8 @@
 //!     .unwrap();
 //! assert!(good.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
 //! assert_ne!(good.cert_pem, expired.cert_pem);
-//! // What Envoy serves as `connection.peer_certificate`:
+//! // What Envoy puts in the XFCC element's `Cert="…"` (the `connection.peer_certificate`
+//! // property is the raw PEM):
 //! assert!(good.url_encoded_pem().starts_with("-----BEGIN%20CERTIFICATE-----%0A"));
 //! ```
 
@@ -141,8 +142,9 @@ pub struct IssuedSvid {
 }
 
 impl IssuedSvid {
-    /// The certificate as Envoy serves `connection.peer_certificate`
-    /// (`urlEncodedPemEncodedPeerCertificate`).
+    /// The certificate URL-encoded (`urlEncodedPemEncodedPeerCertificate`), as
+    /// Envoy writes it in XFCC `Cert="…"`. Envoy 1.40 serves the
+    /// `connection.peer_certificate` property as the raw PEM instead.
     pub fn url_encoded_pem(&self) -> String {
         url_encode(&self.cert_pem)
     }
