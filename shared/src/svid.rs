@@ -1,5 +1,6 @@
 //! X.509-SVID checks on a peer certificate, as Envoy hands it to a Wasm filter
-//! in `connection.peer_certificate` (URL-encoded PEM).
+//! in `connection.peer_certificate`: raw PEM in Envoy 1.40 (seen in the
+//! end-to-end suite), URL-encoded PEM in XFCC `Cert=` values and some hosts.
 //!
 //! What is checked (SPIFFE X.509-SVID spec, ARCHITECTURE §7): exactly one URI
 //! SAN, a valid SPIFFE ID with a non-empty path, a leaf that is not a CA
@@ -14,7 +15,7 @@
 //! use meshward_shared::svid;
 //! # let property_bytes: Vec<u8> = vec![];
 //! let now = 1_767_225_600; // seconds since the Unix epoch
-//! match svid::verify_url_encoded_pem(&property_bytes, now) {
+//! match svid::verify_peer_certificate(&property_bytes, now) {
 //!     Ok(svid) => println!("caller {}", svid.id),
 //!     Err(e) => println!("rejected: {e} ({})", e.reason()),
 //! }
@@ -164,7 +165,25 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
-/// Verifies the value of `connection.peer_certificate` at time `now`.
+/// Verifies the value of `connection.peer_certificate` at time `now`, whether
+/// the host serves it as raw PEM (Envoy 1.40) or URL-encoded.
+pub fn verify_peer_certificate(property: &[u8], now: i64) -> Result<Svid, SvidError> {
+    let svid = inspect_peer_certificate(property)?;
+    svid.valid_at(now)?;
+    Ok(svid)
+}
+
+/// Every check of [`verify_peer_certificate`] except the validity window: for
+/// a caller that caches the result per connection and re-checks the window
+/// per request with [`Svid::valid_at`].
+///
+/// One decoder serves both forms: PEM has no `%`, and `+` is kept, so URL
+/// decoding leaves raw PEM as it is.
+pub fn inspect_peer_certificate(property: &[u8]) -> Result<Svid, SvidError> {
+    inspect_url_encoded_pem(property)
+}
+
+/// Verifies a URL-encoded PEM certificate (as in XFCC `Cert=`) at time `now`.
 pub fn verify_url_encoded_pem(encoded: &[u8], now: i64) -> Result<Svid, SvidError> {
     verify_pem(&url_decode(encoded)?, now)
 }
@@ -338,6 +357,16 @@ mod tests {
         assert_eq!(svid.not_after, NOW + DAY);
         // Plain PEM works too, and `+` in base64 survives URL decoding.
         assert_eq!(verify_pem(pem.as_bytes(), NOW).unwrap(), svid);
+    }
+
+    #[test]
+    fn the_peer_certificate_property_is_read_raw_or_url_encoded() {
+        let pem = mint(Leaf::default());
+        let raw = verify_peer_certificate(pem.as_bytes(), NOW).unwrap();
+        let encoded = verify_peer_certificate(url_encode(&pem).as_bytes(), NOW).unwrap();
+        assert_eq!(raw, encoded);
+        assert_eq!(raw.id.as_str(), "spiffe://cluster.local/ns/bank-a/sa/api");
+        assert!(verify_peer_certificate(pem.as_bytes(), NOW + 2 * DAY).is_err());
     }
 
     #[test]

@@ -32,12 +32,13 @@ pub enum PeerIdentity {
 }
 
 impl PeerIdentity {
-    /// Inspects the `connection.peer_certificate` property (URL-encoded PEM).
+    /// Inspects the `connection.peer_certificate` property (raw PEM in Envoy
+    /// 1.40, URL-encoded PEM on some hosts).
     pub fn from_peer_certificate(property: Option<&[u8]>) -> PeerIdentity {
         let Some(encoded) = property.filter(|p| !p.is_empty()) else {
             return PeerIdentity::None;
         };
-        let inspected = svid::inspect_url_encoded_pem(encoded);
+        let inspected = svid::inspect_peer_certificate(encoded);
         match inspected {
             Ok(svid) => PeerIdentity::Svid(Rc::new(svid)),
             Err(e) => PeerIdentity::Invalid(e),
