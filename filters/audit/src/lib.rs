@@ -82,9 +82,16 @@ fn add(metric: u32, n: usize) {
     }
 }
 
-fn set_gauge(metric: u32, value: usize) {
-    if metric != 0 {
-        let _ = hostcalls::record_metric(metric, value as u64);
+/// Moves this VM's share of a process-wide gauge from `*reported` to `value`.
+/// A gauge is one stat per name for all of Envoy's VMs, so each VM adds its
+/// change instead of setting its own value over the others'.
+fn report_gauge(metric: u32, value: usize, reported: &mut usize) {
+    if metric != 0 && value != *reported {
+        let delta =
+            i64::try_from(value).unwrap_or(i64::MAX) - i64::try_from(*reported).unwrap_or(i64::MAX);
+        if hostcalls::increment_metric(metric, delta).is_ok() {
+            *reported = value;
+        }
     }
 }
 
@@ -134,6 +141,8 @@ struct Shared {
     /// Where each record line is written (reused: one allocation per VM, not
     /// several per record).
     record_buf: Vec<u8>,
+    /// The export-queue depth this VM last added to the process-wide gauge.
+    reported_depth: usize,
 }
 
 /// A record buffer grown beyond this by an unusually large record is let go
@@ -218,6 +227,7 @@ impl Root {
             counter: 0,
             dropped_since_log: 0,
             record_buf: Vec::new(),
+            reported_depth: 0,
         };
         let stream = match shared.random_id() {
             Some(bytes) => meshward_shared::audit::hex_encode(&bytes),
@@ -275,7 +285,11 @@ impl Context for Root {
             Reply::Unknown => {}
         }
         let depth = queue.len();
-        set_gauge(metrics.export_queue_depth, depth);
+        report_gauge(
+            metrics.export_queue_depth,
+            depth,
+            &mut shared.reported_depth,
+        );
         shared.flush();
     }
 }
@@ -334,8 +348,9 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let mut shared = self.shared.borrow_mut();
         shared.flush();
-        if let Some(queue) = &shared.export {
-            set_gauge(shared.metrics.export_queue_depth, queue.len());
+        if let Some(depth) = shared.export.as_ref().map(ExportQueue::len) {
+            let gauge = shared.metrics.export_queue_depth;
+            report_gauge(gauge, depth, &mut shared.reported_depth);
         }
     }
 
