@@ -261,39 +261,51 @@ fn plugin_name_must_match_the_meshward_module() {
     );
 }
 
-/// Stands in for a filter's parser: `burst: 0` is refused, as the ratelimit filter does.
-fn burst_must_be_positive(bytes: &[u8]) -> Result<(), meshward_shared::config::ConfigError> {
-    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-    match v.pointer("/rules/0/limit/burst").and_then(|b| b.as_u64()) {
-        Some(0) => Err(meshward_shared::config::ConfigError::new(
-            "rules[0].limit.burst",
-            "must be at least 1 (got 0)",
-        )),
-        _ => Ok(()),
-    }
+/// A WasmPlugin of a meshward filter with this `pluginConfig` (JSON).
+fn plugin(filter: &str, config: &str) -> String {
+    format!(
+        "apiVersion: extensions.istio.io/v1alpha1\n\
+         kind: WasmPlugin\n\
+         metadata: {{name: meshward-{filter}, namespace: istio-system}}\n\
+         spec:\n  url: oci://ghcr.io/meshward/meshward-{filter}:0.1.0\n  pluginName: {filter}\n  pluginConfig: {config}\n"
+    )
 }
 
 #[test]
-fn a_bad_plugin_config_is_reported_with_its_path() {
-    let v = validator().with_config_check("ratelimit", burst_must_be_positive);
-    let text = r#"
-apiVersion: extensions.istio.io/v1alpha1
-kind: WasmPlugin
-metadata: {name: meshward-ratelimit, namespace: istio-system}
-spec:
-  url: oci://ghcr.io/meshward/meshward-ratelimit:0.1.0
-  pluginName: ratelimit
-  pluginConfig:
-    rules:
-      - name: per-caller
-        limit: {requests: 10, per: second, burst: 0}
-"#;
-    let r = &v.validate_text("ratelimit.yaml", text)[0];
-    assert!(r.is_error(), "{r}");
-    assert_eq!(
-        r.errors(),
-        ["spec.pluginConfig.rules[0].limit.burst: must be at least 1 (got 0) (meshward-ratelimit config)"]
-    );
-    let good = text.replace("burst: 0", "burst: 20");
-    assert!(!v.validate_text("ratelimit.yaml", &good)[0].is_error());
+fn each_filters_plugin_config_is_checked_by_its_own_parser_with_the_path() {
+    let v = validator();
+    let cases = [
+        (
+            "ratelimit",
+            r#"{"rules": [{"name": "per-caller", "key": {"principal": true}, "limit": {"requests": 10, "per": "second", "burst": 0}}]}"#,
+            "spec.pluginConfig.rules[0].limit.burst",
+        ),
+        (
+            "tenant",
+            r#"{"mode": "enforce-ish"}"#,
+            "spec.pluginConfig.mode",
+        ),
+        (
+            "audit",
+            r#"{"signing": {"activeKeyId": "k9", "keys": [{"id": "k1"}]}}"#,
+            "spec.pluginConfig.signing.activeKeyId",
+        ),
+    ];
+    for (filter, config, path) in cases {
+        let r = &v.validate_text("p.yaml", &plugin(filter, config))[0];
+        assert!(r.is_error(), "{filter}: {r}");
+        let errors = r.errors();
+        assert!(
+            errors.iter().any(|e| e.starts_with(path) && e.ends_with(&format!("(meshward-{filter} config)"))),
+            "{filter}: {errors:?}"
+        );
+    }
+    // The shipped configurations pass the same parsers.
+    for filter in ["tenant", "ratelimit", "audit"] {
+        let file = repo().join("wasmplugins").join(format!("{filter}.yaml"));
+        let text = std::fs::read_to_string(&file).expect("manifest");
+        let r = &v.validate_text(&file.display().to_string(), &text)[0];
+        assert!(!r.is_error(), "{r}");
+        assert!(!r.to_string().contains("not checked"), "{r}");
+    }
 }
