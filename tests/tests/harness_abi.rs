@@ -2,6 +2,22 @@
 //! module (the ABI probe, `tests/abi-probe`) with valid and invalid arguments:
 //! the answers must be those of the spec and of Envoy (ARCHITECTURE §4). One
 //! test per hostcall; each asserts the OK path and the error statuses.
+//!
+//! Known differences from Envoy 1.40 that no filter relies on (the spec's
+//! answer is kept where the spec and Envoy part ways):
+//! - `proxy_get_header_map_size` answers the serialized size (the spec); Envoy
+//!   sums the bytes of names and values.
+//! - `proxy_set_header_map_pairs` with malformed bytes answers PARSE_FAILURE;
+//!   Envoy takes them as an empty map.
+//! - `proxy_define_metric` twice with one name gives the same id; Envoy gives a
+//!   new id (same stat). Ids also count differently; only the type bits agree.
+//! - `proxy_grpc_close` forgets a stream at once (a second close is NOT_FOUND);
+//!   Envoy answers OK until the remote side has closed.
+//! - `proxy_send_local_response` refuses a status outside 100–999; Envoy does not.
+//! - `proxy_http_call` reads the timeout as unsigned; Envoy refuses a negative one.
+//! - `proxy_get_status` after a failed HTTP call answers code 0; Envoy reports a reset.
+//! - Only logging and WASI are served during `_initialize`; a Rust cdylib runs
+//!   no code there, so no test drives that path.
 
 mod harness_probe;
 
