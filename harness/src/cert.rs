@@ -1,4 +1,29 @@
-//! What Envoy reads off a peer certificate for its `connection.*` attributes.
+//! What Envoy reads off a peer certificate for its `connection.*` attributes
+//! and the XFCC element it adds. Envoy reads them once per TLS connection;
+//! [`PeerCert`] holds them so the harness does too.
+
+/// A peer certificate and the facts Envoy derives from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCert {
+    pub pem: String,
+    pub der_sha256_hex: String,
+    pub uri_sans: Vec<String>,
+    pub dns_sans: Vec<String>,
+    /// RFC 2253, as `connection.subject_peer_certificate`.
+    pub subject: String,
+}
+
+impl PeerCert {
+    pub fn parse(pem: &str) -> PeerCert {
+        PeerCert {
+            pem: pem.to_string(),
+            der_sha256_hex: der_sha256_hex(pem).unwrap_or_default(),
+            uri_sans: uri_sans(pem),
+            dns_sans: dns_sans(pem),
+            subject: subject(pem).unwrap_or_default(),
+        }
+    }
+}
 
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::parse_x509_pem;

@@ -363,7 +363,8 @@ impl Bootstrap {
             // Istio's default path normalization (BASE): RFC 3986 dot segments
             // resolved before any filter sees the path.
             "normalize_path": true,
-            "set_current_client_cert_details": {"uri": true, "cert": true},
+            // Istio's sidecar: the caller's subject, URI and DNS SANs (no certificate).
+            "set_current_client_cert_details": {"subject": true, "uri": true, "dns": true},
             "route_config": {
                 "name": "inbound",
                 "virtual_hosts": [{
@@ -638,7 +639,8 @@ mod tests {
         let hcm = &chain["filters"][0]["typed_config"];
         assert_eq!(hcm["forward_client_cert_details"], "APPEND_FORWARD");
         assert_eq!(hcm["set_current_client_cert_details"]["uri"], true);
-        assert_eq!(hcm["set_current_client_cert_details"]["cert"], true);
+        assert_eq!(hcm["set_current_client_cert_details"]["subject"], true);
+        assert_eq!(hcm["set_current_client_cert_details"]["dns"], true);
         assert_eq!(hcm["normalize_path"], true);
     }
 

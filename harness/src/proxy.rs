@@ -2,6 +2,7 @@
 //! streams through them the way Envoy's filter manager does (ARCHITECTURE §4).
 
 use crate::abi::{self, grpc_status, Action, LogLevel, StreamType};
+use crate::cert::PeerCert;
 use crate::exchange::{
     find_header, CallReply, CallRequest, GrpcCallRequest, GrpcReply, Headers, LocalReply, LogLine,
     Outcome, Request, Response, Upstream,
@@ -62,6 +63,7 @@ pub struct ProxyBuilder {
     log_limit: usize,
     local_identity: Option<String>,
     upstream_cluster: String,
+    normalize_path: bool,
 }
 
 impl ProxyBuilder {
@@ -132,6 +134,13 @@ impl ProxyBuilder {
         self
     }
 
+    /// Whether `:path` has its dot segments resolved before any filter sees it
+    /// (Envoy's `normalize_path`, on in Istio by default).
+    pub fn normalize_path(mut self, on: bool) -> Self {
+        self.normalize_path = on;
+        self
+    }
+
     /// The route's upstream cluster, `xds.cluster_name` (default `app`).
     pub fn upstream_cluster(mut self, name: &str) -> Self {
         self.upstream_cluster = name.to_string();
@@ -191,6 +200,8 @@ impl ProxyBuilder {
             workers: self.workers,
             generate_request_id: self.generate_request_id,
             local_identity,
+            normalize_path: self.normalize_path,
+            peer_certs: HashMap::new(),
             upstream: Box::new(echo_upstream),
             http_responders: HashMap::new(),
             grpc_responders: HashMap::new(),
@@ -298,6 +309,9 @@ pub struct Proxy {
     workers: usize,
     generate_request_id: bool,
     local_identity: Option<String>,
+    normalize_path: bool,
+    /// Peer certificates already parsed, by PEM.
+    peer_certs: HashMap<String, Rc<PeerCert>>,
     upstream: UpstreamFn,
     http_responders: HashMap<String, HttpResponder>,
     grpc_responders: HashMap<String, GrpcResponder>,
@@ -327,6 +341,7 @@ impl Proxy {
             log_limit: crate::process::DEFAULT_LOG_LIMIT,
             local_identity: None,
             upstream_cluster: "app".to_string(),
+            normalize_path: true,
         }
     }
 
@@ -771,9 +786,14 @@ impl Proxy {
             self.next_connection_id += 1;
             self.next_connection_id
         });
+        let path = if self.normalize_path {
+            normalize_path(&request.path)
+        } else {
+            request.path.clone()
+        };
         let mut headers: Headers = vec![
             (":authority".into(), request.authority.clone()),
-            (":path".into(), request.path.clone()),
+            (":path".into(), path),
             (":method".into(), request.method.clone()),
             (":scheme".into(), request.scheme.clone()),
         ];
@@ -784,17 +804,19 @@ impl Proxy {
         if self.generate_request_id && find_header(&headers, "x-request-id").is_none() {
             headers.push(("x-request-id".into(), uuid_v4()));
         }
-        self.forward_client_cert(
-            &mut headers,
-            request.connection.peer_certificate_pem.as_deref(),
-        );
+        let peer = request
+            .connection
+            .peer_certificate_pem
+            .as_deref()
+            .map(|pem| self.peer_cert(pem));
+        self.forward_client_cert(&mut headers, peer.as_deref());
         let exchange = Rc::new(RefCell::new(Exchange {
             request_headers: headers,
             request_trailers: request.trailers.clone(),
             connection_id,
             source: request.connection.source.clone(),
             destination: request.connection.destination.clone(),
-            peer_certificate_pem: request.connection.peer_certificate_pem.clone(),
+            peer,
             request_time_nanos: self.now_nanos(),
             request_body_size: request.body_len() as u64,
             ..Default::default()
@@ -864,12 +886,27 @@ impl Proxy {
         }
     }
 
+    /// What Envoy's TLS stack knows of a peer certificate, parsed once per
+    /// certificate (Envoy parses once per connection).
+    fn peer_cert(&mut self, pem: &str) -> Rc<PeerCert> {
+        if let Some(known) = self.peer_certs.get(pem) {
+            return known.clone();
+        }
+        if self.peer_certs.len() >= 1024 {
+            self.peer_certs.clear();
+        }
+        let parsed = Rc::new(PeerCert::parse(pem));
+        self.peer_certs.insert(pem.to_string(), parsed.clone());
+        parsed
+    }
+
     /// Istio's sidecar (`forward_client_cert_details: APPEND_FORWARD`,
-    /// `set_current_client_cert_details: {uri, cert}`): an mTLS caller's request
-    /// gets this proxy's element appended to `x-forwarded-client-cert`; a
-    /// plaintext caller's XFCC is removed, as Envoy sanitizes it.
-    fn forward_client_cert(&self, headers: &mut Headers, peer_pem: Option<&str>) {
-        let Some(pem) = peer_pem else {
+    /// `set_current_client_cert_details: {subject, uri, dns}`): an mTLS
+    /// caller's request gets this proxy's element appended to
+    /// `x-forwarded-client-cert`; a plaintext caller's XFCC is removed, as
+    /// Envoy sanitizes it.
+    fn forward_client_cert(&self, headers: &mut Headers, peer: Option<&PeerCert>) {
+        let Some(peer) = peer else {
             headers.retain(|(k, _)| k != "x-forwarded-client-cert");
             return;
         };
@@ -877,12 +914,13 @@ impl Proxy {
         if let Some(by) = &self.local_identity {
             element.push(format!("By={by}"));
         }
-        if let Some(hash) = crate::cert::der_sha256_hex(pem) {
-            element.push(format!("Hash={hash}"));
-        }
-        element.push(format!("Cert=\"{}\"", crate::host::url_encode(pem)));
-        if let Some(uri) = crate::cert::uri_sans(pem).into_iter().next() {
+        element.push(format!("Hash={}", peer.der_sha256_hex));
+        element.push(format!("Subject=\"{}\"", peer.subject.replace('"', "\\\"")));
+        for uri in &peer.uri_sans {
             element.push(format!("URI={uri}"));
+        }
+        for dns in &peer.dns_sans {
+            element.push(format!("DNS={dns}"));
         }
         let element = element.join(";");
         match headers
@@ -1517,6 +1555,39 @@ enum Settled {
     Stop(Flow),
 }
 
+/// RFC 3986 §5.2.4 dot-segment removal on the path (the query is kept), as
+/// Envoy's `normalize_path` does; `%2e` counts as a dot, as in Envoy's
+/// URL canonicalizer.
+fn normalize_path(raw: &str) -> String {
+    let (path, query) = match raw.find('?') {
+        Some(i) => (&raw[..i], &raw[i..]),
+        None => (raw, ""),
+    };
+    let is_dot = |seg: &str| seg == "." || seg.eq_ignore_ascii_case("%2e");
+    let is_dotdot = |seg: &str| {
+        let lower = seg.to_ascii_lowercase();
+        matches!(lower.as_str(), ".." | ".%2e" | "%2e." | "%2e%2e")
+    };
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, seg) in segments.iter().enumerate() {
+        if is_dot(seg) {
+            if i == last {
+                out.push("");
+            }
+        } else if is_dotdot(seg) {
+            out.pop();
+            if i == last {
+                out.push("");
+            }
+        } else {
+            out.push(seg);
+        }
+    }
+    format!("/{}{query}", out.join("/"))
+}
+
 /// A random (version 4) UUID, as Envoy generates for `x-request-id`.
 fn uuid_v4() -> String {
     let mut b = [0u8; 16];
@@ -1533,4 +1604,26 @@ fn uuid_v4() -> String {
         out.push(HEX[usize::from(byte & 15)] as char);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_path;
+
+    #[test]
+    fn dot_segments_are_resolved_like_envoys_normalize_path() {
+        let cases = [
+            ("/a/b", "/a/b"),
+            ("/healthz/../accounts/1", "/accounts/1"),
+            ("/a/./b/", "/a/b/"),
+            ("/a/b/..", "/a/"),
+            ("/../../x", "/x"),
+            ("/a/%2e%2E/b?q=/../", "/b?q=/../"),
+            ("/", "/"),
+            ("/a//b", "/a//b"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize_path(raw), want, "{raw}");
+        }
+    }
 }

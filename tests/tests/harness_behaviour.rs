@@ -920,9 +920,8 @@ fn an_mtls_callers_xfcc_gets_the_sidecars_element_appended_and_a_plaintext_calle
     let element = |by: Option<&str>| {
         let by = by.map(|b| format!("By={b};")).unwrap_or_default();
         format!(
-            "{by}Hash={};Cert=\"{}\";URI=spiffe://cluster.local/ns/bank-a/sa/web",
+            "{by}Hash={};Subject=\"O=meshward,CN=rcgen self signed cert\";URI=spiffe://cluster.local/ns/bank-a/sa/web",
             der_sha256_hex(&caller.cert_pem),
-            caller.url_encoded_pem()
         )
     };
     let seen = |out: &meshward_harness::Outcome| {
@@ -931,7 +930,7 @@ fn an_mtls_callers_xfcc_gets_the_sidecars_element_appended_and_a_plaintext_calle
             r#"proxy_get_header_map_value(HTTP_REQUEST_HEADERS, "x-forwarded-client-cert")"#,
         )
     };
-    // Istio's APPEND_FORWARD with `uri` and `cert`: this sidecar's element, `By=`
+    // Istio's APPEND_FORWARD with `subject`, `uri` and `dns`: this sidecar's element, `By=`
     // its own identity (by default from the node's namespace), after the caller's.
     let incoming = "By=spiffe://cluster.local/ns/istio-system/sa/gw;URI=spiffe://x/ns/y/sa/z";
     let out = proxy.send(

@@ -10,7 +10,6 @@ mod log;
 pub(crate) mod mem;
 mod metrics;
 mod properties;
-pub(crate) use properties::url_encode;
 mod shared;
 mod time;
 mod wasi;
@@ -106,7 +105,8 @@ pub(crate) struct Exchange {
     pub connection_id: u64,
     pub source: String,
     pub destination: String,
-    pub peer_certificate_pem: Option<String>,
+    /// The mTLS peer's certificate; `None` for a plaintext connection.
+    pub peer: Option<Rc<crate::cert::PeerCert>>,
     pub request_time_nanos: u64,
     pub response_code_details: String,
     pub request_body_size: u64,

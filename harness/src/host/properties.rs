@@ -183,34 +183,21 @@ fn port(address: &str) -> Option<Vec<u8>> {
 }
 
 fn connection(x: &Exchange, rest: &[&str]) -> Option<Vec<u8>> {
-    let pem = x.peer_certificate_pem.as_deref();
+    let peer = x.peer.as_deref();
     match rest {
         ["id"] => Some(int(x.connection_id)),
-        ["mtls"] => Some(vec![u8::from(pem.is_some())]),
-        ["tls_version"] => pem.map(|_| b"TLSv1.3".to_vec()),
+        ["mtls"] => Some(vec![u8::from(peer.is_some())]),
+        ["tls_version"] => peer.map(|_| b"TLSv1.3".to_vec()),
         // Raw PEM: Envoy 1.40 does not URL-encode it (seen in the e2e suite).
-        ["peer_certificate"] => pem.map(|p| p.as_bytes().to_vec()),
-        ["uri_san_peer_certificate"] => pem
-            .and_then(|p| crate::cert::uri_sans(p).into_iter().next())
-            .map(String::into_bytes),
-        ["dns_san_peer_certificate"] => pem
-            .and_then(|p| crate::cert::dns_sans(p).into_iter().next())
-            .map(String::into_bytes),
-        ["subject_peer_certificate"] => pem.and_then(crate::cert::subject).map(String::into_bytes),
+        ["peer_certificate"] => peer.map(|p| p.pem.as_bytes().to_vec()),
+        ["uri_san_peer_certificate"] => peer
+            .and_then(|p| p.uri_sans.first())
+            .map(|s| s.as_bytes().to_vec()),
+        ["dns_san_peer_certificate"] => peer
+            .and_then(|p| p.dns_sans.first())
+            .map(|s| s.as_bytes().to_vec()),
+        ["subject_peer_certificate"] => peer.map(|p| p.subject.as_bytes().to_vec()),
+        ["sha256_peer_certificate_digest"] => peer.map(|p| p.der_sha256_hex.as_bytes().to_vec()),
         _ => None,
     }
-}
-
-/// Percent-encodes all but RFC 3986 unreserved characters, as Envoy encodes
-/// the peer certificate's PEM.
-pub(crate) fn url_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 3 / 2);
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
