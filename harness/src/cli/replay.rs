@@ -129,8 +129,8 @@ fn extras(outcome: &meshward_harness::Outcome, args: &Args) -> String {
     let mut out = String::new();
     for name in &args.show_upstream {
         if let Some(v) = outcome.upstream_header(name) {
-            let v = if v.len() > 72 {
-                format!("{}…", &v[..v.floor_char_boundary(72)])
+            let v = if v.len() > 140 {
+                format!("{}…", &v[..v.floor_char_boundary(140)])
             } else {
                 v.to_string()
             };
