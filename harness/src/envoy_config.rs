@@ -20,7 +20,7 @@
 //!
 //! This module only builds the document; it does not start Envoy.
 
-use crate::manifest::{FailStrategy, ManifestContext, PluginSpec};
+use crate::manifest::{manifest_files, FailStrategy, ManifestContext, PluginSpec};
 use anyhow::Context as _;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -168,28 +168,6 @@ fn host_env_keys(paths: &[PathBuf]) -> anyhow::Result<BTreeMap<String, Vec<Strin
         }
     }
     Ok(out)
-}
-
-/// The YAML files named by `paths`, directories expanded one level.
-fn manifest_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.is_file()
-                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-                })
-                .collect();
-            entries.sort();
-            files.extend(entries);
-        } else {
-            files.push(path.clone());
-        }
-    }
-    Ok(files)
 }
 
 /// Certificates of the mTLS listener, as PEM files.

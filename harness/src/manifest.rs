@@ -216,6 +216,23 @@ struct EnvVar {
 /// not recursive; multi-document files included; other kinds skipped) and returns
 /// them in Istio's order.
 pub fn load_manifests(paths: &[PathBuf], ctx: &ManifestContext) -> anyhow::Result<Vec<PluginSpec>> {
+    let files = manifest_files(paths)?;
+    let mut plugins = Vec::new();
+    for file in &files {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        plugins.extend(
+            parse_manifests(&text, file.parent().unwrap_or(Path::new(".")), ctx)
+                .with_context(|| format!("in {}", file.display()))?,
+        );
+    }
+    istio_order(&mut plugins);
+    Ok(plugins)
+}
+
+/// The YAML files named by `paths`: files as given, directories expanded one
+/// level to their `*.yaml`/`*.yml` files, sorted.
+pub fn manifest_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -233,17 +250,7 @@ pub fn load_manifests(paths: &[PathBuf], ctx: &ManifestContext) -> anyhow::Resul
             files.push(path.clone());
         }
     }
-    let mut plugins = Vec::new();
-    for file in &files {
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        plugins.extend(
-            parse_manifests(&text, file.parent().unwrap_or(Path::new(".")), ctx)
-                .with_context(|| format!("in {}", file.display()))?,
-        );
-    }
-    istio_order(&mut plugins);
-    Ok(plugins)
+    Ok(files)
 }
 
 /// Parses the `WasmPlugin` documents of one YAML text; relative `file://`

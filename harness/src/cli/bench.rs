@@ -2,9 +2,10 @@
 //! pass-through filters of the same length, measured in the same run, in
 //! interleaved blocks so that machine noise hits both alike.
 
+use super::chain::ChainArgs;
 use meshward_harness::manifest::{default_wasm_dir, PluginSpec};
 use meshward_harness::request_file::{self, RequestMaker};
-use meshward_harness::runner::{self, ChainOptions};
+use meshward_harness::runner;
 use meshward_harness::{Proxy, Request};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,14 +14,12 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// WasmPlugin manifest files or directories: the chain to measure.
-    #[arg(long, required = true, num_args = 1..)]
-    pub plugins: Vec<PathBuf>,
+    /// The chain to measure.
+    #[command(flatten)]
+    pub chain: ChainArgs,
     /// Requests (JSON lines); sent in a loop, each entry `repeat` times.
     #[arg(long)]
     pub requests: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
     /// Timed requests per side (after the warm-up).
     #[arg(long, default_value_t = 20_000)]
     pub iterations: usize,
@@ -29,15 +28,9 @@ pub struct Args {
     /// Move the virtual clock by this much before each request (e.g. to stay under a rate limit).
     #[arg(long, default_value_t = 0)]
     pub advance_us: u64,
-    #[arg(long)]
-    pub wasm_dir: Option<PathBuf>,
     /// The pass-through filter (default: meshward_passthrough.wasm in the wasm dir).
     #[arg(long)]
     pub baseline: Option<PathBuf>,
-    #[arg(long = "cluster")]
-    pub clusters: Vec<String>,
-    #[arg(long = "accept-cluster")]
-    pub accepting_clusters: Vec<String>,
     /// Fail (exit 1) when the median ratio exceeds this.
     #[arg(long)]
     pub max_ratio: Option<f64>,
@@ -81,15 +74,9 @@ fn time_block(
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let chain = ChainOptions {
-        plugins: args.plugins.clone(),
-        workers: args.workers,
-        wasm_dir: args.wasm_dir.clone(),
-        clusters: args.clusters.clone(),
-        accepting_clusters: args.accepting_clusters.clone(),
-    };
+    let chain = args.chain.options();
     let specs = chain.specs()?;
-    let wasm_dir = args.wasm_dir.clone().unwrap_or_else(default_wasm_dir);
+    let wasm_dir = args.chain.wasm_dir.clone().unwrap_or_else(default_wasm_dir);
     let baseline_wasm = args
         .baseline
         .clone()
@@ -108,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let n = requests.len();
             let mut r = request.clone();
             if entry.worker.is_none() {
-                r.worker = n % args.workers.max(1);
+                r.worker = n % args.chain.workers.max(1);
             }
             requests.push(r);
         }
@@ -165,8 +152,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|s| s.name.as_str())
             .collect::<Vec<_>>()
             .join(" → "),
-        args.workers,
-        if args.workers == 1 { "" } else { "s" },
+        args.chain.workers,
+        if args.chain.workers == 1 { "" } else { "s" },
         args.iterations
     );
     println!(

@@ -1,7 +1,7 @@
 //! `meshward replay`: many requests through the chain, one outcome line each,
 //! and a summary.
 
-use super::run::Args as ChainArgs;
+use super::chain::ChainArgs;
 use meshward_harness::request_file;
 use meshward_harness::runner::{self, Runner};
 use meshward_shared::audit::LOG_PREFIX;
@@ -12,20 +12,11 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// WasmPlugin manifest files or directories (Istio orders the chain).
-    #[arg(long, required = true, num_args = 1..)]
-    pub plugins: Vec<PathBuf>,
+    #[command(flatten)]
+    pub chain: ChainArgs,
     /// Requests: JSON lines (see the README, "Request files").
     #[arg(long)]
     pub requests: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
-    #[arg(long)]
-    pub wasm_dir: Option<PathBuf>,
-    #[arg(long = "cluster")]
-    pub clusters: Vec<String>,
-    #[arg(long = "accept-cluster")]
-    pub accepting_clusters: Vec<String>,
     /// One line per request entry, its repeats summed up, instead of one per request.
     #[arg(long)]
     pub group_repeats: bool,
@@ -41,16 +32,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let chain = ChainArgs {
-        plugins: args.plugins.clone(),
-        request: args.requests.clone(),
-        workers: args.workers,
-        wasm_dir: args.wasm_dir.clone(),
-        clusters: args.clusters.clone(),
-        accepting_clusters: args.accepting_clusters.clone(),
-        json: false,
-    }
-    .chain();
+    let chain = args.chain.options();
     let specs = request_file::read(&args.requests)?;
     let mut runner = Runner::new(chain)?;
     println!("chain: {}", runner.plugin_names().join(" → "));

@@ -1,50 +1,26 @@
 //! `meshward run`: one request through the chain, and everything about its outcome.
 
-use meshward_harness::runner::{self, ChainOptions, Runner};
+use super::chain::ChainArgs;
+use meshward_harness::runner::{self, Runner};
 use meshward_harness::{request_file, Outcome};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// WasmPlugin manifest files or directories (Istio orders the chain).
-    #[arg(long, required = true, num_args = 1..)]
-    pub plugins: Vec<PathBuf>,
+    #[command(flatten)]
+    pub chain: ChainArgs,
     /// The request: a JSON file (see the README, "Request files").
     #[arg(long)]
     pub request: PathBuf,
-    /// Worker VMs per plugin.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
-    /// Directory of the built filters (default: target/wasm32-wasip1/release).
-    #[arg(long)]
-    pub wasm_dir: Option<PathBuf>,
-    /// A cluster plugins may call (repeatable); its calls fail (no responder).
-    #[arg(long = "cluster")]
-    pub clusters: Vec<String>,
-    /// A cluster that answers every HTTP call with 200, e.g. an audit collector.
-    #[arg(long = "accept-cluster")]
-    pub accepting_clusters: Vec<String>,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-impl Args {
-    pub fn chain(&self) -> ChainOptions {
-        ChainOptions {
-            plugins: self.plugins.clone(),
-            workers: self.workers,
-            wasm_dir: self.wasm_dir.clone(),
-            clusters: self.clusters.clone(),
-            accepting_clusters: self.accepting_clusters.clone(),
-        }
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let specs = request_file::read(&args.request)?;
-    let mut runner = Runner::new(args.chain())?;
+    let mut runner = Runner::new(args.chain.options())?;
     let mut failed = false;
     for spec in &specs {
         for outcome in runner.send(spec)? {
