@@ -1,7 +1,7 @@
 //! The proxy: a chain of plugins, each with a VM per worker, driving HTTP
 //! streams through them the way Envoy's filter manager does (ARCHITECTURE §4).
 
-use crate::abi::{self, grpc_status, Action, LogLevel, StreamType};
+use crate::abi::{grpc_status, Action, StreamType};
 use crate::cert::PeerCert;
 use crate::exchange::{
     find_header, CallReply, CallRequest, GrpcCallRequest, GrpcReply, Headers, LocalReply, LogLine,
@@ -1517,21 +1517,6 @@ impl Proxy {
                     Effect::Continue { .. } | Effect::LocalReply { .. } | Effect::Close { .. }
                 )
         });
-    }
-
-    /// Logs a line as the harness itself (e.g. for the command line).
-    pub fn note(&self, message: impl Into<String>) {
-        self.process.borrow_mut().push_log(LogLine {
-            plugin: "harness".into(),
-            worker: 0,
-            level: LogLevel::Info,
-            message: message.into(),
-        });
-    }
-
-    /// Serialized request headers as a plugin reads them (for tests of the ABI).
-    pub fn serialize_headers(headers: &Headers) -> Vec<u8> {
-        abi::serialize_map(headers)
     }
 }
 

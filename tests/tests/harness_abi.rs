@@ -400,7 +400,7 @@ fn proxy_get_header_map_size_is_the_serialized_size_and_bad_argument_for_unavail
     );
     let out = proxy.send(Request::get("/size"));
     let upstream = out.upstream.as_ref().expect("upstream");
-    let size = meshward_harness::Proxy::serialize_headers(&upstream.headers).len();
+    let size = meshward_harness::abi::serialize_map(&upstream.headers).len();
     assert_eq!(
         answers(&out.logs, "proxy_get_header_map_size(HTTP_REQUEST_HEADERS)"),
         [format!("OK {size}"), "INVALID_MEMORY_ACCESS".to_string()]
