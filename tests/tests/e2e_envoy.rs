@@ -642,3 +642,49 @@ fn audit_record_export_agrees_between_harness_and_envoy() {
         differ.join("\n  ")
     );
 }
+
+/// A client may send header values that are not UTF-8 (obs-text). Envoy passes
+/// them to the filters; the proxy-wasm SDK's String accessors would panic on
+/// them and trap the VM (every later request on that worker then 503s under
+/// FAIL_CLOSE). The filters read header values as bytes: the request is
+/// answered as usual, and so is the next one on the same workers.
+#[test]
+fn a_header_value_that_is_not_utf8_traps_no_filter() {
+    let mesh = mesh();
+    let _one_at_a_time = scenarios::envoy_lock();
+    let mut rig = scenarios::EnvoyRig::start(mesh, scenarios::BANK_A_API, 2).expect("Envoy starts");
+    let client = rig.client(mesh, scenarios::BANK_A_WEB).unwrap();
+    let request = WireRequest {
+        method: "GET".into(),
+        path: "/accounts/7".into(),
+        authority: "api.bank-a.svc.cluster.local".into(),
+        headers: vec![],
+        body: vec![],
+    };
+    for _ in 0..4 {
+        let response = client
+            .send_with_raw_header(
+                rig.envoy.listener(),
+                &request,
+                Some(("x-legacy-name", b"caf\xe9 \xff")),
+            )
+            .expect("request through Envoy");
+        // Envoy may refuse obs-text itself (400); what must never happen is a
+        // filter trap (503 wasm_fail_stream).
+        assert!(
+            response.status == 200 || response.status == 400,
+            "status {}: {:#?}",
+            response.status,
+            rig.envoy.wasm_log_lines()
+        );
+    }
+    let plain = client.send(rig.envoy.listener(), &request).unwrap();
+    assert_eq!(plain.status, 200, "the workers still serve");
+    let traps: Vec<String> = rig
+        .envoy
+        .wasm_log_lines()
+        .into_iter()
+        .filter(|l| l.contains("panicked") || l.contains("wasm trap") || l.contains("unreachable"))
+        .collect();
+    assert!(traps.is_empty(), "{traps:#?}");
+}

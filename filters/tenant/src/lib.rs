@@ -257,10 +257,22 @@ impl HttpContext for TenantStream {
             .duration_since(UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(0);
-        let headers = self.get_http_request_headers();
+        // The SDK's String variant panics (traps the VM) on a value that is not
+        // UTF-8, which any client can send (obs-text); read bytes instead.
+        let headers: Vec<(String, String)> = self
+            .get_http_request_headers_bytes()
+            .into_iter()
+            .map(|(name, value)| (name, text(value)))
+            .collect();
         let ev = engine.evaluate(&headers, &peer, now);
         self.apply(&engine, &headers, ev)
     }
+}
+
+/// A header value as text; bytes that are not UTF-8 become U+FFFD, so they
+/// can never match a policy value or pattern by accident.
+fn text(value: Vec<u8>) -> String {
+    String::from_utf8(value).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// A local reply with response-code details (the SDK sends none).

@@ -89,6 +89,17 @@ impl MtlsClient {
 
     /// Sends one request on a fresh connection and reads the whole response.
     pub fn send(&self, addr: SocketAddr, req: &WireRequest) -> anyhow::Result<HttpResponse> {
+        self.send_with_raw_header(addr, req, None)
+    }
+
+    /// Like [`MtlsClient::send`], with one more header whose value is raw bytes
+    /// (e.g. obs-text that is not UTF-8, which clients may send).
+    pub fn send_with_raw_header(
+        &self,
+        addr: SocketAddr,
+        req: &WireRequest,
+        raw: Option<(&str, &[u8])>,
+    ) -> anyhow::Result<HttpResponse> {
         let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .with_context(|| format!("connecting to {addr}"))?;
         tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
@@ -107,9 +118,15 @@ impl MtlsClient {
         if !req.body.is_empty() || matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
             head.push_str(&format!("content-length: {}\r\n", req.body.len()));
         }
-        head.push_str("connection: close\r\n\r\n");
-        tls.write_all(head.as_bytes())
-            .context("sending the request")?;
+        let mut head = head.into_bytes();
+        if let Some((name, value)) = raw {
+            head.extend_from_slice(name.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value);
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(b"connection: close\r\n\r\n");
+        tls.write_all(&head).context("sending the request")?;
         tls.write_all(&req.body)?;
         tls.flush()?;
 

@@ -163,10 +163,12 @@ fn read_request(reader: &mut impl BufRead) -> anyhow::Result<Option<(Echoed, boo
     let (method, path) = (method.to_string(), path.to_string());
     let mut headers = Vec::new();
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        // Header values may carry obs-text bytes that are not UTF-8.
+        let mut raw = Vec::new();
+        if reader.read_until(b'\n', &mut raw)? == 0 {
             bail!("connection closed in the headers");
         }
+        let line = String::from_utf8_lossy(&raw);
         let line = line.trim_end_matches(['\r', '\n']);
         if line.is_empty() {
             break;
