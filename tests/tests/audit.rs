@@ -615,7 +615,7 @@ fn a_full_export_queue_drops_and_counts_and_the_verifier_sees_the_gap() {
 
 #[test]
 fn the_manifest_loads_with_its_host_key_and_signs_with_k1() {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wasmplugins/audit.yaml");
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wasmplugins/base/audit.yaml");
     let mut proxy = Proxy::builder()
         .host_env("MESHWARD_AUDIT_KEY_K1", K1)
         .cluster("outbound|4318||otel-collector.shared.svc.cluster.local")

@@ -1,5 +1,5 @@
 //! End-to-end: the scenario suite through a real Envoy 1.40 (V8) and through the
-//! harness, from the same `wasmplugins/` manifests; plus what only real worker
+//! harness, from the same `wasmplugins/base` manifests; plus what only real worker
 //! threads can show. Needs the built filters (`make build`) and Envoy (`make envoy`);
 //! `make e2e` does both.
 

@@ -39,7 +39,7 @@ fn minted(spec: SvidSpec) -> String {
     ca().svid(&spec).expect("svid").cert_pem
 }
 
-/// The bank mesh's policy (as in wasmplugins/tenant.yaml, plus a cross-tenant
+/// The bank mesh's policy (as in wasmplugins/base/tenant.yaml, plus a cross-tenant
 /// ALLOW rule and a DENY rule to exercise those paths).
 fn bank_config() -> Value {
     json!({
@@ -730,7 +730,7 @@ fn a_bad_reconfiguration_keeps_the_last_good_config() {
 // ---------------------------------------------------------------- manifests
 
 fn manifest() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wasmplugins/tenant.yaml")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wasmplugins/base/tenant.yaml")
 }
 
 fn mesh(namespace: &str) -> Proxy {

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  meshward envoy-config --plugins wasmplugins/ --ca ca.pem --cert server.pem --key server.key \\\n    --upstream 127.0.0.1:8080 --node-metadata NAMESPACE=bank-a -o envoy.yaml\n  envoy -c envoy.yaml --concurrency 2"
+    after_help = "Example:\n  meshward envoy-config --plugins wasmplugins/base --ca ca.pem --cert server.pem --key server.key \\\n    --upstream 127.0.0.1:8080 --node-metadata NAMESPACE=bank-a -o envoy.yaml\n  envoy -c envoy.yaml --concurrency 2"
 )]
 pub struct Args {
     /// WasmPlugin manifests: files or directories of *.yaml (loaded in Istio's order).

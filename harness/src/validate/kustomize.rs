@@ -7,7 +7,8 @@
 //! WasmPlugin kustomize merges them as JSON merge patches: maps merge, lists are
 //! replaced, `null` deletes), from `path` or inline `patch`, with an optional
 //! `target` (`group`, `version`, `kind`, `name`, `namespace`; regular
-//! expressions as in kustomize). Transformers run in kustomize's order: patches,
+//! expressions as in kustomize); a strategic-merge patch whose body says
+//! `$patch: delete` removes the resources it selects. Transformers run in kustomize's order: patches,
 //! then namespace, then prefix/suffix, then labels and annotations.
 //!
 //! Anything else in a kustomization is an error rather than silently ignored,
@@ -244,7 +245,7 @@ fn apply_patch(
     file: &Path,
     i: usize,
     p: &Value,
-    objects: &mut [Value],
+    objects: &mut Vec<Value>,
 ) -> anyhow::Result<()> {
     let what = format!("{}: patches[{i}]", file.display());
     let text = match (
@@ -272,6 +273,20 @@ fn apply_patch(
             None => Ok(same_id(patch, o)),
         }
     };
+    if patch.get("$patch").and_then(Value::as_str) == Some("delete") {
+        let before = objects.len();
+        let mut keep = Vec::with_capacity(before);
+        for o in objects.drain(..) {
+            if !selector(&o)? {
+                keep.push(o);
+            }
+        }
+        *objects = keep;
+        if objects.len() == before {
+            bail!("{what}: matches no resource");
+        }
+        return Ok(());
+    }
     let mut hits = 0;
     for o in objects.iter_mut() {
         if selector(o)? {
