@@ -302,7 +302,9 @@ fn each_filters_plugin_config_is_checked_by_its_own_parser_with_the_path() {
     }
     // The shipped configurations pass the same parsers.
     for filter in ["tenant", "ratelimit", "audit"] {
-        let file = repo().join("wasmplugins/base").join(format!("{filter}.yaml"));
+        let file = repo()
+            .join("wasmplugins/base")
+            .join(format!("{filter}.yaml"));
         let text = std::fs::read_to_string(&file).expect("manifest");
         let r = &v.validate_text(&file.display().to_string(), &text)[0];
         assert!(!r.is_error(), "{r}");

@@ -553,7 +553,8 @@ fn global_garbage_answer_is_an_error_not_a_trap() {
 
 #[test]
 fn the_shipped_bank_manifest_loads_and_limits_unauthenticated_callers_by_ip() {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wasmplugins/base/ratelimit.yaml");
+    let manifest =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wasmplugins/base/ratelimit.yaml");
     let mut p = Proxy::builder()
         .workers(2)
         .wasm_dir(wasm("ratelimit").parent().unwrap())
