@@ -151,6 +151,15 @@ fn overlays_render_into_their_namespaces_with_their_scope() {
         assert_eq!(o.pointer("/metadata/namespace").unwrap(), "istio-system");
     }
     let api = render(&base.join("gateway/gateway-api")).unwrap();
+    assert_eq!(api.objects.len(), 3, "no tenant filter at the gateway");
+    // Every kustomization builds on wasmplugins/base: plain `kubectl apply -k` works.
+    for r in [&gw, &api] {
+        assert!(
+            r.notes.iter().all(|n| !n.contains("outside")),
+            "{:?}",
+            r.notes
+        );
+    }
     for o in &api.objects {
         assert_eq!(o.pointer("/spec/targetRefs/0/kind").unwrap(), "Gateway");
         assert!(o.pointer("/spec/match").is_none());
