@@ -188,23 +188,8 @@ pub mod grpc_status {
 /// Serializes a header map: `u32 count`, `count × (u32 key_len, u32 value_len)`,
 /// then each key and value followed by a NUL (all integers little-endian).
 pub fn serialize_map(pairs: &[(String, String)]) -> Vec<u8> {
-    let size = 4 + pairs
-        .iter()
-        .map(|(k, v)| 8 + k.len() + v.len() + 2)
-        .sum::<usize>();
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
+    // One encoder for filters and host alike.
+    meshward_shared::local_reply::serialize_headers(pairs)
 }
 
 /// Parses a serialized header map; `None` when the bytes are malformed.

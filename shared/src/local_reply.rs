@@ -27,6 +27,16 @@ pub fn serialize_headers<K: AsRef<str>, V: AsRef<str>>(headers: &[(K, V)]) -> Ve
     out
 }
 
+/// The body of every meshward local reply (ARCHITECTURE §3):
+/// `{"error": …, "reason": …, "request_id": …}`, `reason` only when given.
+pub fn json_body(error: &str, reason: Option<&str>, request_id: &str) -> Vec<u8> {
+    let mut body = serde_json::json!({ "error": error, "request_id": request_id });
+    if let (Some(reason), Some(map)) = (reason, body.as_object_mut()) {
+        map.insert("reason".into(), reason.into());
+    }
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
 #[cfg(target_arch = "wasm32")]
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -83,6 +93,18 @@ pub fn send<K: AsRef<str>, V: AsRef<str>>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn json_body_has_error_request_id_and_optional_reason() {
+        assert_eq!(
+            super::json_body("rate limited", None, "a\"b"),
+            br#"{"error":"rate limited","request_id":"a\"b"}"#.to_vec()
+        );
+        assert_eq!(
+            super::json_body("tenant_denied", Some("cross_tenant"), "r1"),
+            br#"{"error":"tenant_denied","reason":"cross_tenant","request_id":"r1"}"#.to_vec()
+        );
+    }
+
     #[test]
     fn header_map_serialization_matches_the_abi() {
         let m = super::serialize_headers(&[("a", "bc")]);

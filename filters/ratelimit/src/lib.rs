@@ -35,9 +35,7 @@ pub fn generation(config_bytes: &[u8]) -> String {
 
 /// The JSON body of a local reply.
 pub fn reply_body(error: &str, request_id: &str) -> Vec<u8> {
-    serde_json::json!({ "error": error, "request_id": request_id })
-        .to_string()
-        .into_bytes()
+    meshward_shared::local_reply::json_body(error, None, request_id)
 }
 
 /// Metric names, one place: Envoy-style dotted names like the other

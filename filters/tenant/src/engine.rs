@@ -199,12 +199,7 @@ pub fn metric_names(tenants: &[String]) -> Vec<String> {
 
 /// The JSON body of a denial (ARCHITECTURE §3: `error` and `request_id`).
 pub fn deny_body(reason: &str, request_id: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "error": "tenant_denied",
-        "reason": reason,
-        "request_id": request_id,
-    }))
-    .unwrap_or_default()
+    meshward_shared::local_reply::json_body("tenant_denied", Some(reason), request_id)
 }
 
 /// The request id of a request (`x-request-id`), empty when absent.
