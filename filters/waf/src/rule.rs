@@ -1,0 +1,513 @@
+//! The compiled form of `SecRule` / `SecAction`: targets, operator,
+//! transformations and actions, each parsed once at load.
+
+use crate::macros::MacroString;
+use crate::operator::Operator;
+use crate::parser::{split_actions, Location};
+use crate::transform::Transform;
+use crate::variable::{Target, Var};
+
+/// What a matching rule does to the transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disruptive {
+    Pass,
+    /// The phase's default disruptive action (`SecDefaultAction`).
+    Block,
+    Deny,
+    Drop,
+    Redirect(MacroString),
+    Allow(AllowScope),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowScope {
+    /// Skips every later rule of phases 1–4.
+    All,
+    /// Skips the rest of the current phase.
+    Phase,
+    /// Skips the rest of the request phases (1–2).
+    Request,
+}
+
+/// `SecRuleEngine` / `ctl:ruleEngine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineMode {
+    On,
+    DetectionOnly,
+    Off,
+}
+
+impl EngineMode {
+    pub fn parse(text: &str) -> Option<EngineMode> {
+        match text.to_ascii_lowercase().as_str() {
+            "on" => Some(EngineMode::On),
+            "detectiononly" => Some(EngineMode::DetectionOnly),
+            "off" => Some(EngineMode::Off),
+            _ => None,
+        }
+    }
+}
+
+/// `setvar`: `tx.x=v`, `tx.x=+v`, `tx.x=-v`, `!tx.x`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetVar {
+    pub collection: Var,
+    pub key: MacroString,
+    pub op: SetOp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetOp {
+    Set(MacroString),
+    Add(MacroString),
+    Sub(MacroString),
+    Delete,
+}
+
+/// `ctl:` — changes to this transaction only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ctl {
+    RuleEngine(EngineMode),
+    RuleRemoveById(Vec<(u64, u64)>),
+    RuleRemoveByTag(String),
+    RuleRemoveTargetById(Vec<(u64, u64)>, String),
+    RuleRemoveTargetByTag(String, String),
+    RequestBodyAccess(bool),
+    ResponseBodyAccess(bool),
+    ForceRequestBodyVariable(bool),
+    RequestBodyProcessor(String),
+    RequestBodyLimit(usize),
+    /// Accepted for CRS compatibility; meshward writes no audit log.
+    AuditEngine,
+    AuditLogParts,
+}
+
+/// One action that runs when a rule link matches, in the order written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    SetVar(SetVar),
+    Ctl(Ctl),
+    /// `initcol`: persistent collections have no store in a proxy; the
+    /// collection starts empty for each transaction.
+    InitCol(Var),
+}
+
+/// Everything after the operator.
+#[derive(Debug, Clone, Default)]
+pub struct Actions {
+    pub id: Option<u64>,
+    pub phase: Option<u8>,
+    pub msg: Option<MacroString>,
+    pub logdata: Option<MacroString>,
+    pub tags: Vec<String>,
+    pub severity: Option<u8>,
+    pub ver: Option<String>,
+    pub rev: Option<String>,
+    pub maturity: Option<String>,
+    pub accuracy: Option<String>,
+    pub disruptive: Option<Disruptive>,
+    pub status: Option<u16>,
+    pub log: Option<bool>,
+    pub auditlog: Option<bool>,
+    pub capture: bool,
+    pub multi_match: bool,
+    pub chain: bool,
+    pub skip_after: Option<String>,
+    pub skip: u32,
+    /// `t:none` seen: inherited transformations are dropped.
+    pub transforms_reset: bool,
+    pub transforms: Vec<Transform>,
+    pub effects: Vec<Effect>,
+}
+
+impl Actions {
+    /// Parses an action list such as `id:1,phase:2,t:lowercase,block`.
+    pub fn parse(text: &str) -> Result<Actions, String> {
+        let mut actions = Actions::default();
+        for (name, value) in split_actions(text)? {
+            actions.apply(&name, value)?;
+        }
+        Ok(actions)
+    }
+
+    fn apply(&mut self, name: &str, value: Option<String>) -> Result<(), String> {
+        let lower = name.to_ascii_lowercase();
+        let need = |value: Option<String>| value.ok_or_else(|| format!("`{name}` needs a value"));
+        match lower.as_str() {
+            "id" => {
+                let v = need(value)?;
+                let id = v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|id| *id > 0)
+                    .ok_or_else(|| format!("bad rule id `{v}`"))?;
+                self.id = Some(id);
+            }
+            "phase" => self.phase = Some(parse_phase(&need(value)?)?),
+            "msg" => self.msg = Some(MacroString::parse(&need(value)?)),
+            "logdata" => self.logdata = Some(MacroString::parse(&need(value)?)),
+            "tag" => self.tags.push(need(value)?),
+            "severity" => self.severity = Some(parse_severity(&need(value)?)?),
+            "ver" => self.ver = Some(need(value)?),
+            "rev" => self.rev = Some(need(value)?),
+            "maturity" => self.maturity = Some(need(value)?),
+            "accuracy" => self.accuracy = Some(need(value)?),
+            "pass" => self.disruptive = Some(Disruptive::Pass),
+            "block" => self.disruptive = Some(Disruptive::Block),
+            "deny" => self.disruptive = Some(Disruptive::Deny),
+            "drop" => self.disruptive = Some(Disruptive::Drop),
+            "redirect" => {
+                self.disruptive = Some(Disruptive::Redirect(MacroString::parse(&need(value)?)))
+            }
+            "allow" => {
+                let scope = match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                    None => AllowScope::All,
+                    Some("phase") => AllowScope::Phase,
+                    Some("request") => AllowScope::Request,
+                    Some(other) => return Err(format!("bad allow scope `{other}`")),
+                };
+                self.disruptive = Some(Disruptive::Allow(scope));
+            }
+            "status" => {
+                let v = need(value)?;
+                self.status = Some(
+                    v.trim()
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|s| (200..=599).contains(s))
+                        .ok_or_else(|| format!("bad status `{v}`"))?,
+                );
+            }
+            "log" => self.log = Some(true),
+            "nolog" => self.log = Some(false),
+            "auditlog" => self.auditlog = Some(true),
+            "noauditlog" => self.auditlog = Some(false),
+            "capture" => self.capture = true,
+            "multimatch" => self.multi_match = true,
+            "chain" => self.chain = true,
+            "skipafter" => self.skip_after = Some(need(value)?),
+            "skip" => {
+                let v = need(value)?;
+                self.skip = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("bad skip count `{v}`"))?;
+            }
+            "t" => {
+                let v = need(value)?;
+                if v.eq_ignore_ascii_case("none") {
+                    self.transforms_reset = true;
+                    self.transforms.clear();
+                } else {
+                    let t = Transform::from_name(&v)
+                        .ok_or_else(|| format!("unknown transformation `t:{v}`"))?;
+                    self.transforms.push(t);
+                }
+            }
+            "setvar" => self
+                .effects
+                .push(Effect::SetVar(parse_setvar(&need(value)?)?)),
+            "ctl" => self.effects.push(Effect::Ctl(parse_ctl(&need(value)?)?)),
+            "initcol" => {
+                let v = need(value)?;
+                let collection = v.split('=').next().unwrap_or_default();
+                let var = Var::from_name(collection)
+                    .filter(|var| {
+                        matches!(
+                            var,
+                            Var::Ip | Var::Global | Var::Session | Var::User | Var::Resource
+                        )
+                    })
+                    .ok_or_else(|| format!("initcol: unknown collection `{collection}`"))?;
+                self.effects.push(Effect::InitCol(var));
+            }
+            other => return Err(format!("unsupported action `{other}`")),
+        }
+        Ok(())
+    }
+}
+
+fn parse_phase(v: &str) -> Result<u8, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "request_headers" => Ok(1),
+        "2" | "request" => Ok(2),
+        "3" | "response_headers" => Ok(3),
+        "4" | "response" => Ok(4),
+        "5" | "logging" => Ok(5),
+        other => Err(format!("bad phase `{other}`")),
+    }
+}
+
+fn parse_severity(v: &str) -> Result<u8, String> {
+    const NAMES: [&str; 8] = [
+        "EMERGENCY",
+        "ALERT",
+        "CRITICAL",
+        "ERROR",
+        "WARNING",
+        "NOTICE",
+        "INFO",
+        "DEBUG",
+    ];
+    let v = v.trim();
+    if let Ok(n) = v.parse::<u8>() {
+        if n < 8 {
+            return Ok(n);
+        }
+    }
+    NAMES
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(v))
+        .and_then(|i| u8::try_from(i).ok())
+        .ok_or_else(|| format!("bad severity `{v}`"))
+}
+
+/// The severity's name as ModSecurity logs it.
+pub fn severity_name(severity: u8) -> &'static str {
+    match severity {
+        0 => "EMERGENCY",
+        1 => "ALERT",
+        2 => "CRITICAL",
+        3 => "ERROR",
+        4 => "WARNING",
+        5 => "NOTICE",
+        6 => "INFO",
+        _ => "DEBUG",
+    }
+}
+
+fn parse_setvar(v: &str) -> Result<SetVar, String> {
+    let v = v.trim();
+    let (delete, v) = match v.strip_prefix('!') {
+        Some(rest) => (true, rest),
+        None => (false, v),
+    };
+    let (name, value) = match v.find('=') {
+        Some(i) => (&v[..i], Some(&v[i + 1..])),
+        None => (v, None),
+    };
+    let (collection, key) = name
+        .split_once('.')
+        .ok_or_else(|| format!("setvar `{v}`: expected collection.key"))?;
+    let collection = Var::from_name(collection)
+        .filter(|var| {
+            matches!(
+                var,
+                Var::Tx | Var::Ip | Var::Global | Var::Session | Var::User | Var::Resource
+            )
+        })
+        .ok_or_else(|| format!("setvar `{v}`: `{collection}` is not a writable collection"))?;
+    if key.is_empty() {
+        return Err(format!("setvar `{v}`: empty key"));
+    }
+    let op = match (delete, value) {
+        (true, _) => SetOp::Delete,
+        (false, None) => SetOp::Set(MacroString::parse("1")),
+        (false, Some(value)) => {
+            if let Some(n) = value.strip_prefix('+') {
+                SetOp::Add(MacroString::parse(n))
+            } else if let Some(n) = value.strip_prefix('-') {
+                SetOp::Sub(MacroString::parse(n))
+            } else {
+                SetOp::Set(MacroString::parse(value))
+            }
+        }
+    };
+    Ok(SetVar {
+        collection,
+        key: MacroString::parse(key),
+        op,
+    })
+}
+
+/// `920000-920999` or `942100` lists (space or comma separated).
+pub fn parse_id_ranges(v: &str) -> Result<Vec<(u64, u64)>, String> {
+    let mut ranges = Vec::new();
+    for part in v.split([' ', ',']).filter(|p| !p.is_empty()) {
+        let bad = || format!("bad rule id or range `{part}`");
+        let range = match part.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            ),
+            None => {
+                let id = part.trim().parse().map_err(|_| bad())?;
+                (id, id)
+            }
+        };
+        if range.0 > range.1 {
+            return Err(bad());
+        }
+        ranges.push(range);
+    }
+    if ranges.is_empty() {
+        return Err("no rule ids".to_string());
+    }
+    Ok(ranges)
+}
+
+fn on_off(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        other => Err(format!("expected On or Off, got `{other}`")),
+    }
+}
+
+fn parse_ctl(v: &str) -> Result<Ctl, String> {
+    let (name, value) = v
+        .split_once('=')
+        .ok_or_else(|| format!("ctl `{v}`: expected name=value"))?;
+    let value = value.trim();
+    let target = |value: &str| -> Result<(String, String), String> {
+        let (left, target) = value
+            .split_once(';')
+            .ok_or_else(|| format!("ctl `{v}`: expected <id or tag>;<target>"))?;
+        Ok((left.to_string(), target.to_string()))
+    };
+    Ok(match name.trim().to_ascii_lowercase().as_str() {
+        "ruleengine" => Ctl::RuleEngine(
+            EngineMode::parse(value).ok_or_else(|| format!("ctl `{v}`: bad engine mode"))?,
+        ),
+        "ruleremovebyid" => Ctl::RuleRemoveById(parse_id_ranges(value)?),
+        "ruleremovebytag" => Ctl::RuleRemoveByTag(value.to_string()),
+        "ruleremovetargetbyid" => {
+            let (ids, target) = target(value)?;
+            crate::variable::parse_targets(&target)?;
+            Ctl::RuleRemoveTargetById(parse_id_ranges(&ids)?, target)
+        }
+        "ruleremovetargetbytag" => {
+            let (tag, target) = target(value)?;
+            crate::variable::parse_targets(&target)?;
+            Ctl::RuleRemoveTargetByTag(tag, target)
+        }
+        "requestbodyaccess" => Ctl::RequestBodyAccess(on_off(value)?),
+        "responsebodyaccess" => Ctl::ResponseBodyAccess(on_off(value)?),
+        "forcerequestbodyvariable" => Ctl::ForceRequestBodyVariable(on_off(value)?),
+        "requestbodyprocessor" => {
+            let p = value.to_ascii_uppercase();
+            if !matches!(p.as_str(), "URLENCODED" | "MULTIPART" | "JSON" | "XML") {
+                return Err(format!("ctl `{v}`: unknown body processor"));
+            }
+            Ctl::RequestBodyProcessor(p)
+        }
+        "requestbodylimit" => {
+            Ctl::RequestBodyLimit(value.parse().map_err(|_| format!("ctl `{v}`: bad limit"))?)
+        }
+        "auditengine" => Ctl::AuditEngine,
+        "auditlogparts" => Ctl::AuditLogParts,
+        other => return Err(format!("unsupported ctl `{other}`")),
+    })
+}
+
+/// A compiled `SecRule` (or `SecAction`, whose operator always matches).
+#[derive(Debug)]
+pub struct Rule {
+    /// 0 for chain links after the first.
+    pub id: u64,
+    pub phase: u8,
+    pub targets: Vec<Target>,
+    pub operator: Operator,
+    pub operator_arg: Option<MacroString>,
+    pub negated: bool,
+    pub actions: Actions,
+    pub chain: Option<Box<Rule>>,
+    pub location: Location,
+    /// Set for `SecAction`: no targets, always matches once.
+    pub unconditional: bool,
+}
+
+impl Rule {
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.actions
+            .tags
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(tag))
+    }
+
+    /// `deny`/`block`/… only count on the chain starter.
+    pub fn logs(&self) -> bool {
+        self.actions.log.unwrap_or(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_actions_crs_uses() {
+        let a = Actions::parse(
+            "id:942100,phase:2,block,capture,t:none,t:urlDecodeUni,msg:'SQLi: %{TX.0}',\
+             logdata:'Matched Data: %{TX.0}',tag:'attack-sqli',ver:'OWASP_CRS/4.28.0',\
+             severity:'CRITICAL',multiMatch,setvar:'tx.sql_injection_score=+%{tx.critical_anomaly_score}',\
+             ctl:ruleRemoveTargetById=942100;ARGS:foo,skipAfter:END,status:403,nolog,noauditlog",
+        )
+        .unwrap();
+        assert_eq!(a.id, Some(942100));
+        assert_eq!(a.phase, Some(2));
+        assert_eq!(a.disruptive, Some(Disruptive::Block));
+        assert!(a.capture && a.multi_match && a.transforms_reset);
+        assert_eq!(
+            a.transforms,
+            vec![Transform::from_name("urlDecodeUni").unwrap()]
+        );
+        assert_eq!(a.severity, Some(2));
+        assert_eq!(a.status, Some(403));
+        assert_eq!(a.log, Some(false));
+        assert_eq!(a.skip_after.as_deref(), Some("END"));
+        assert_eq!(a.effects.len(), 2);
+        match &a.effects[0] {
+            Effect::SetVar(s) => {
+                assert_eq!(s.collection, Var::Tx);
+                assert!(matches!(&s.op, SetOp::Add(m) if m.raw == "%{tx.critical_anomaly_score}"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            a.effects[1],
+            Effect::Ctl(Ctl::RuleRemoveTargetById(
+                vec![(942100, 942100)],
+                "ARGS:foo".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn setvar_forms() {
+        let del = parse_setvar("!tx.foo").unwrap();
+        assert_eq!(del.op, SetOp::Delete);
+        let bare = parse_setvar("tx.flag").unwrap();
+        assert!(matches!(bare.op, SetOp::Set(m) if m.raw == "1"));
+        let sub = parse_setvar("TX.score=-5").unwrap();
+        assert!(matches!(sub.op, SetOp::Sub(m) if m.raw == "5"));
+        assert!(parse_setvar("foo").is_err());
+        assert!(parse_setvar("args.x=1").is_err());
+    }
+
+    #[test]
+    fn unknown_actions_and_bad_values_are_errors() {
+        assert!(Actions::parse("id:1,exec:/bin/sh")
+            .unwrap_err()
+            .contains("unsupported action `exec`"));
+        assert!(Actions::parse("id:x").is_err());
+        assert!(Actions::parse("id:1,phase:9").is_err());
+        assert!(Actions::parse("id:1,t:rot13")
+            .unwrap_err()
+            .contains("t:rot13"));
+        assert!(Actions::parse("id:1,ctl:fooBar=1").is_err());
+        assert!(Actions::parse("id:1,status:99").is_err());
+    }
+
+    #[test]
+    fn id_ranges() {
+        assert_eq!(
+            parse_id_ranges("920000-920999 942100").unwrap(),
+            vec![(920000, 920999), (942100, 942100)]
+        );
+        assert!(parse_id_ranges("5-1").is_err());
+    }
+}

@@ -1,0 +1,559 @@
+//! Directives → a rule set: rules per phase in configuration order, markers,
+//! defaults and engine settings. Every directive or construct that is not
+//! understood is a load error naming file, line and construct.
+
+use crate::macros::MacroString;
+use crate::operator::Operator;
+use crate::parser::{self, Directive, LoadError, Location};
+use crate::rule::{Actions, Disruptive, EngineMode, Rule};
+use crate::variable::parse_targets;
+use std::collections::HashMap;
+
+/// Where `Include` and `@pmFromFile` find their files.
+pub trait Sources {
+    /// The files an `Include` pattern names, in order: `(name, text)`.
+    fn include(&self, pattern: &str) -> Result<Vec<(String, String)>, String>;
+    /// A data file named by `@pmFromFile` / `@ipMatchFromFile`.
+    fn data_file(&self, name: &str) -> Result<String, String>;
+}
+
+/// What happens to a body larger than its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitAction {
+    /// Deny with 413 (request) or 500 (response), as ModSecurity does.
+    Reject,
+    /// Inspect the part within the limit and let the rest through.
+    ProcessPartial,
+}
+
+/// Engine-wide settings from `SecRuleEngine`, `SecRequestBodyLimit`, ….
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub engine: EngineMode,
+    pub request_body_access: bool,
+    pub request_body_limit: usize,
+    pub request_body_no_files_limit: usize,
+    pub request_body_limit_action: LimitAction,
+    pub response_body_access: bool,
+    pub response_body_limit: usize,
+    pub response_body_limit_action: LimitAction,
+    pub response_body_mime_types: Vec<String>,
+    pub json_depth_limit: usize,
+    pub arguments_limit: usize,
+    pub component_signatures: Vec<String>,
+}
+
+impl Default for Settings {
+    /// ModSecurity's defaults when a directive is absent.
+    fn default() -> Self {
+        Settings {
+            engine: EngineMode::On,
+            request_body_access: false,
+            request_body_limit: 134_217_728,
+            request_body_no_files_limit: 1_048_576,
+            request_body_limit_action: LimitAction::Reject,
+            response_body_access: false,
+            response_body_limit: 524_288,
+            response_body_limit_action: LimitAction::Reject,
+            response_body_mime_types: vec!["text/plain".into(), "text/html".into()],
+            json_depth_limit: 10_000,
+            arguments_limit: 1000,
+            component_signatures: Vec::new(),
+        }
+    }
+}
+
+/// One entry of a phase's list.
+#[derive(Debug)]
+pub enum Item {
+    Rule(Box<Rule>),
+    Marker(String),
+}
+
+/// A loaded configuration, shared by every transaction of a VM.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    /// Phases 1–5 at indexes 0–4.
+    pub phases: [Vec<Item>; 5],
+    pub settings: Settings,
+    /// Rule id → (phase index, position), for updates by id.
+    ids: HashMap<u64, (usize, usize)>,
+}
+
+/// Directives that tune a web server's ModSecurity module and mean nothing
+/// inside a proxy filter (no audit log, debug log, temp files or disk
+/// collections); accepted so the recommended configuration loads as is.
+const HOST_ONLY_DIRECTIVES: &[&str] = &[
+    "SecAuditEngine",
+    "SecAuditLog",
+    "SecAuditLog2",
+    "SecAuditLogParts",
+    "SecAuditLogRelevantStatus",
+    "SecAuditLogType",
+    "SecAuditLogFormat",
+    "SecAuditLogStorageDir",
+    "SecAuditLogDirMode",
+    "SecAuditLogFileMode",
+    "SecDebugLog",
+    "SecDebugLogLevel",
+    "SecTmpDir",
+    "SecDataDir",
+    "SecUploadDir",
+    "SecUploadKeepFiles",
+    "SecUploadFileMode",
+    "SecUploadFileLimit",
+    "SecTmpSaveUploadedFiles",
+    "SecUnicodeMapFile",
+    "SecStatusEngine",
+    "SecCollectionTimeout",
+    "SecPcreMatchLimit",
+    "SecPcreMatchLimitRecursion",
+    "SecRequestBodyInMemoryLimit",
+    "SecCookieFormat",
+    "SecServerSignature",
+];
+
+/// The loader's state while directives are read.
+struct Loader<'s> {
+    sources: &'s dyn Sources,
+    set: RuleSet,
+    defaults: [Option<Actions>; 5],
+    /// A rule whose last link had `chain`: the next SecRule joins it.
+    open_chain: Option<Rule>,
+    depth: usize,
+}
+
+impl RuleSet {
+    /// Loads SecLang `text` (named `name` in errors), resolving `Include`s
+    /// through `sources`.
+    pub fn load(name: &str, text: &str, sources: &dyn Sources) -> Result<RuleSet, LoadError> {
+        Self::load_all(&[(name.to_string(), text.to_string())], sources)
+    }
+
+    /// Loads several chunks in order as one configuration.
+    pub fn load_all(
+        chunks: &[(String, String)],
+        sources: &dyn Sources,
+    ) -> Result<RuleSet, LoadError> {
+        let mut loader = Loader {
+            sources,
+            set: RuleSet::default(),
+            defaults: Default::default(),
+            open_chain: None,
+            depth: 0,
+        };
+        let mut last = Location {
+            file: "config".into(),
+            line: 0,
+        };
+        for (name, text) in chunks {
+            for directive in parser::parse(name, text)? {
+                last = directive.location.clone();
+                loader.directive(directive)?;
+            }
+        }
+        if let Some(rule) = loader.open_chain.take() {
+            return Err(LoadError::new(
+                &rule.location,
+                format!("rule {} ends with `chain` but no rule follows", rule.id),
+            ));
+        }
+        let _ = last;
+        Ok(loader.set)
+    }
+
+    /// The number of rules (chain starters and SecActions).
+    pub fn rule_count(&self) -> usize {
+        self.phases
+            .iter()
+            .flatten()
+            .filter(|i| matches!(i, Item::Rule(_)))
+            .count()
+    }
+
+    pub fn rule(&self, id: u64) -> Option<&Rule> {
+        let (phase, index) = *self.ids.get(&id)?;
+        match self.phases.get(phase)?.get(index)? {
+            Item::Rule(rule) => Some(rule),
+            Item::Marker(_) => None,
+        }
+    }
+
+    fn rule_mut(&mut self, id: u64) -> Option<&mut Rule> {
+        let (phase, index) = *self.ids.get(&id)?;
+        match self.phases.get_mut(phase)?.get_mut(index)? {
+            Item::Rule(rule) => Some(rule),
+            Item::Marker(_) => None,
+        }
+    }
+
+    fn remove_where(&mut self, keep: impl Fn(&Rule) -> bool) {
+        for phase in &mut self.phases {
+            phase.retain(|item| match item {
+                Item::Rule(rule) => keep(rule),
+                Item::Marker(_) => true,
+            });
+        }
+        self.reindex();
+    }
+
+    fn reindex(&mut self) {
+        self.ids.clear();
+        for (p, phase) in self.phases.iter().enumerate() {
+            for (i, item) in phase.iter().enumerate() {
+                if let Item::Rule(rule) = item {
+                    self.ids.insert(rule.id, (p, i));
+                }
+            }
+        }
+    }
+}
+
+impl Loader<'_> {
+    fn directive(&mut self, d: Directive) -> Result<(), LoadError> {
+        let err = |message: String| LoadError::new(&d.location, message);
+        let name = d.name.as_str();
+        if self.open_chain.is_some() && !name.eq_ignore_ascii_case("SecRule") {
+            return Err(err(format!(
+                "`{name}` follows a rule that ends with `chain`; a SecRule must come next"
+            )));
+        }
+        let arg = |n: usize| -> Result<&str, LoadError> {
+            d.args
+                .get(n)
+                .map(String::as_str)
+                .ok_or_else(|| err(format!("{name}: missing argument {}", n + 1)))
+        };
+        let settings = &mut self.set.settings;
+        match name.to_ascii_lowercase().as_str() {
+            "secrule" => self.sec_rule(&d)?,
+            "secaction" => self.sec_action(&d)?,
+            "secmarker" => {
+                let marker = arg(0)?.to_string();
+                for phase in &mut self.set.phases {
+                    phase.push(Item::Marker(marker.clone()));
+                }
+            }
+            "secdefaultaction" => {
+                let actions = Actions::parse(arg(0)?).map_err(|e| err(format!("{name}: {e}")))?;
+                let phase = actions
+                    .phase
+                    .ok_or_else(|| err(format!("{name}: needs a phase")))?;
+                if actions.id.is_some() || actions.chain || !actions.effects.is_empty() {
+                    return Err(err(format!(
+                        "{name}: only phase, disruptive, log and t: actions may be defaults"
+                    )));
+                }
+                self.defaults[usize::from(phase - 1)] = Some(actions);
+            }
+            "include" => {
+                if self.depth > 8 {
+                    return Err(err("Include nested too deeply".into()));
+                }
+                let files = self
+                    .sources
+                    .include(arg(0)?)
+                    .map_err(|e| err(format!("Include {}: {e}", arg(0).unwrap_or_default())))?;
+                self.depth += 1;
+                for (file, text) in files {
+                    for directive in parser::parse(&file, &text)? {
+                        self.directive(directive)?;
+                    }
+                }
+                self.depth -= 1;
+            }
+            "secruleengine" => {
+                settings.engine = EngineMode::parse(arg(0)?)
+                    .ok_or_else(|| err(format!("{name}: expected On, Off or DetectionOnly")))?
+            }
+            "secrequestbodyaccess" => settings.request_body_access = on_off(&d, arg(0)?)?,
+            "secresponsebodyaccess" => settings.response_body_access = on_off(&d, arg(0)?)?,
+            "secrequestbodylimit" => settings.request_body_limit = number(&d, arg(0)?)?,
+            "secrequestbodynofileslimit" => {
+                settings.request_body_no_files_limit = number(&d, arg(0)?)?
+            }
+            "secresponsebodylimit" => settings.response_body_limit = number(&d, arg(0)?)?,
+            "secrequestbodyjsondepthlimit" => settings.json_depth_limit = number(&d, arg(0)?)?,
+            "secargumentslimit" => settings.arguments_limit = number(&d, arg(0)?)?,
+            "secrequestbodylimitaction" => {
+                settings.request_body_limit_action = limit_action(&d, arg(0)?)?
+            }
+            "secresponsebodylimitaction" => {
+                settings.response_body_limit_action = limit_action(&d, arg(0)?)?
+            }
+            "secresponsebodymimetype" => settings.response_body_mime_types.extend(
+                d.args
+                    .iter()
+                    .flat_map(|a| a.split_whitespace())
+                    .map(|m| m.to_ascii_lowercase()),
+            ),
+            "secresponsebodymimetypesclear" => settings.response_body_mime_types.clear(),
+            "secargumentseparator" => {
+                if arg(0)? != "&" {
+                    return Err(err(format!("{name}: only `&` is supported")));
+                }
+            }
+            "seccomponentsignature" => settings.component_signatures.push(arg(0)?.to_string()),
+            "secruleupdatetargetbyid" => {
+                let targets = parse_targets(arg(1)?).map_err(|e| err(format!("{name}: {e}")))?;
+                let ranges = crate::rule::parse_id_ranges(arg(0)?)
+                    .map_err(|e| err(format!("{name}: {e}")))?;
+                let mut found = false;
+                for (from, to) in ranges {
+                    let ids: Vec<u64> = self
+                        .set
+                        .ids
+                        .keys()
+                        .copied()
+                        .filter(|id| (from..=to).contains(id))
+                        .collect();
+                    for id in ids {
+                        if let Some(rule) = self.set.rule_mut(id) {
+                            found = true;
+                            for t in &targets {
+                                if !rule.targets.iter().any(|have| have.same_as(t)) {
+                                    rule.targets.push(t.clone());
+                                }
+                            }
+                        }
+                    }
+                }
+                if !found {
+                    return Err(err(format!(
+                        "{name}: no rule with id {} is loaded before this line",
+                        arg(0)?
+                    )));
+                }
+            }
+            "secruleremovebyid" => {
+                let mut ranges = Vec::new();
+                for a in &d.args {
+                    ranges.extend(
+                        crate::rule::parse_id_ranges(a).map_err(|e| err(format!("{name}: {e}")))?,
+                    );
+                }
+                self.set
+                    .remove_where(|r| !ranges.iter().any(|(a, b)| (*a..=*b).contains(&r.id)));
+            }
+            "secruleremovebytag" => {
+                let tag = arg(0)?.to_string();
+                self.set.remove_where(|r| !r.has_tag(&tag));
+            }
+            "secruleremovebymsg" => {
+                let msg = arg(0)?.to_string();
+                self.set
+                    .remove_where(|r| r.actions.msg.as_ref().map(|m| m.raw.as_str()) != Some(&msg));
+            }
+            _ if HOST_ONLY_DIRECTIVES
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name)) => {}
+            _ => return Err(err(format!("unsupported directive `{name}`"))),
+        }
+        Ok(())
+    }
+
+    fn sec_rule(&mut self, d: &Directive) -> Result<(), LoadError> {
+        let err = |message: String| LoadError::new(&d.location, message);
+        if d.args.len() < 2 || d.args.len() > 3 {
+            return Err(err(format!(
+                "SecRule takes VARIABLES \"OPERATOR\" [\"ACTIONS\"], got {} arguments",
+                d.args.len()
+            )));
+        }
+        let targets = parse_targets(&d.args[0]).map_err(|e| err(format!("SecRule: {e}")))?;
+        let (negated, operator, operator_arg) = self.operator(&d.args[1]).map_err(&err)?;
+        let actions = match d.args.get(2) {
+            Some(text) => Actions::parse(text).map_err(|e| err(format!("SecRule: {e}")))?,
+            None => Actions::default(),
+        };
+        let rule = Rule {
+            id: actions.id.unwrap_or(0),
+            phase: 0,
+            targets,
+            operator,
+            operator_arg,
+            negated,
+            actions,
+            chain: None,
+            location: d.location.clone(),
+            unconditional: false,
+        };
+        self.add(rule)
+    }
+
+    fn sec_action(&mut self, d: &Directive) -> Result<(), LoadError> {
+        let err = |message: String| LoadError::new(&d.location, message);
+        let text = d
+            .args
+            .first()
+            .ok_or_else(|| err("SecAction needs an action list".into()))?;
+        if d.args.len() > 1 {
+            return Err(err("SecAction takes one argument".into()));
+        }
+        let actions = Actions::parse(text).map_err(|e| err(format!("SecAction: {e}")))?;
+        let operator = Operator::compile("unconditionalMatch", "", &|_| {
+            Err("no data files for SecAction".to_string())
+        })
+        .map_err(err)?;
+        let rule = Rule {
+            id: actions.id.unwrap_or(0),
+            phase: 0,
+            targets: Vec::new(),
+            operator,
+            operator_arg: None,
+            negated: false,
+            actions,
+            chain: None,
+            location: d.location.clone(),
+            unconditional: true,
+        };
+        self.add(rule)
+    }
+
+    /// `"!@rx foo"` → (negated, operator, macro argument if any).
+    fn operator(&self, text: &str) -> Result<(bool, Operator, Option<MacroString>), String> {
+        let text = text.trim_start();
+        let (negated, text) = match text.strip_prefix('!') {
+            Some(rest) => (true, rest.trim_start()),
+            None => (false, text),
+        };
+        let (name, argument) = match text.strip_prefix('@') {
+            Some(rest) => match rest.find(char::is_whitespace) {
+                Some(i) => (&rest[..i], rest[i..].trim_start()),
+                None => (rest, ""),
+            },
+            None => ("rx", text),
+        };
+        let sources = self.sources;
+        let operator = Operator::compile(name, argument, &|file| sources.data_file(file))
+            .map_err(|e| format!("@{name}: {e}"))?;
+        let macro_arg = operator.has_macros().then(|| MacroString::parse(argument));
+        Ok((negated, operator, macro_arg))
+    }
+
+    /// Adds a rule or chain link, applying the phase's default actions to a
+    /// chain starter.
+    fn add(&mut self, mut rule: Rule) -> Result<(), LoadError> {
+        let err = |message: String| LoadError::new(&rule.location, message);
+        if let Some(mut starter) = self.open_chain.take() {
+            let a = &rule.actions;
+            if a.id.is_some() || a.phase.is_some() {
+                return Err(err("a chained rule cannot set id or phase".into()));
+            }
+            if a.disruptive.is_some() || a.skip_after.is_some() || a.skip > 0 {
+                return Err(err(
+                    "disruptive and flow actions belong on the chain's first rule".into(),
+                ));
+            }
+            let continues = a.chain;
+            rule.phase = starter.phase;
+            rule.id = starter.id;
+            let defaults = self.defaults[usize::from(starter.phase - 1)].as_ref();
+            inherit_transforms(&mut rule.actions, defaults);
+            let mut link = &mut starter.chain;
+            while let Some(next) = link {
+                link = &mut next.chain;
+            }
+            *link = Some(Box::new(rule));
+            if continues {
+                self.open_chain = Some(starter);
+            } else {
+                self.push(starter)?;
+            }
+            return Ok(());
+        }
+        let id = rule
+            .actions
+            .id
+            .ok_or_else(|| err("a rule needs an `id` action".into()))?;
+        if self.set.ids.contains_key(&id) {
+            return Err(err(format!("rule id {id} is duplicated")));
+        }
+        let phase = rule.actions.phase.unwrap_or(2);
+        rule.phase = phase;
+        let defaults = self.defaults[usize::from(phase - 1)].as_ref();
+        apply_defaults(&mut rule.actions, defaults);
+        if rule.actions.chain {
+            self.open_chain = Some(rule);
+            Ok(())
+        } else {
+            self.push(rule)
+        }
+    }
+
+    fn push(&mut self, rule: Rule) -> Result<(), LoadError> {
+        let phase = usize::from(rule.phase - 1);
+        let list = &mut self.set.phases[phase];
+        self.set.ids.insert(rule.id, (phase, list.len()));
+        list.push(Item::Rule(Box::new(rule)));
+        Ok(())
+    }
+}
+
+/// Merges `SecDefaultAction` into a chain starter: its disruptive action
+/// stands in for `block` and for rules that name none; its `log` and `t:`
+/// apply unless the rule says otherwise.
+fn apply_defaults(actions: &mut Actions, defaults: Option<&Actions>) {
+    let default_disruptive = defaults
+        .and_then(|d| d.disruptive.clone())
+        .unwrap_or(Disruptive::Pass);
+    let default_disruptive = match default_disruptive {
+        Disruptive::Block => Disruptive::Pass,
+        other => other,
+    };
+    actions.disruptive = match actions.disruptive.take() {
+        None | Some(Disruptive::Block) => Some(default_disruptive),
+        other => other,
+    };
+    if actions.status.is_none() {
+        actions.status = defaults.and_then(|d| d.status);
+    }
+    if actions.log.is_none() {
+        actions.log = Some(defaults.and_then(|d| d.log).unwrap_or(true));
+    }
+    if actions.auditlog.is_none() {
+        actions.auditlog = defaults.and_then(|d| d.auditlog);
+    }
+    inherit_transforms(actions, defaults);
+}
+
+fn inherit_transforms(actions: &mut Actions, defaults: Option<&Actions>) {
+    if let Some(d) = defaults {
+        if !actions.transforms_reset && !d.transforms.is_empty() {
+            let mut all = d.transforms.clone();
+            all.append(&mut actions.transforms);
+            actions.transforms = all;
+        }
+    }
+}
+
+fn on_off(d: &Directive, v: &str) -> Result<bool, LoadError> {
+    match v.to_ascii_lowercase().as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(LoadError::new(
+            &d.location,
+            format!("{}: expected On or Off, got `{v}`", d.name),
+        )),
+    }
+}
+
+fn number(d: &Directive, v: &str) -> Result<usize, LoadError> {
+    v.trim().parse().map_err(|_| {
+        LoadError::new(
+            &d.location,
+            format!("{}: expected a number, got `{v}`", d.name),
+        )
+    })
+}
+
+fn limit_action(d: &Directive, v: &str) -> Result<LimitAction, LoadError> {
+    match v.to_ascii_lowercase().as_str() {
+        "reject" => Ok(LimitAction::Reject),
+        "processpartial" => Ok(LimitAction::ProcessPartial),
+        _ => Err(LoadError::new(
+            &d.location,
+            format!("{}: expected Reject or ProcessPartial, got `{v}`", d.name),
+        )),
+    }
+}

@@ -1,0 +1,134 @@
+//! The files a configuration can `Include` without a filesystem: meshward's
+//! built-in configuration, OWASP CRS embedded at build time, and data files
+//! given in `pluginConfig.files`.
+
+use crate::ruleset::Sources;
+use std::collections::BTreeMap;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/crs.rs"));
+}
+
+pub use embedded::CRS_VERSION;
+
+/// `Include @recommended`: the engine configuration (body processors, limits).
+pub const RECOMMENDED: &str = include_str!("../conf/recommended.conf");
+/// `Include @meshward-baseline`: rules that protect without CRS.
+pub const BASELINE: &str = include_str!("../conf/baseline.conf");
+
+/// Built-in files plus the user's `files`.
+pub struct Library<'a> {
+    pub files: &'a BTreeMap<String, String>,
+}
+
+impl Library<'_> {
+    fn crs(&self, name: &str) -> Option<&'static str> {
+        embedded::CRS_FILES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, text)| *text)
+    }
+}
+
+impl Sources for Library<'_> {
+    fn include(&self, pattern: &str) -> Result<Vec<(String, String)>, String> {
+        let one = |name: &str, text: &str| Ok(vec![(name.to_string(), text.to_string())]);
+        match pattern {
+            "@recommended" | "@recommended-conf" => return one("@recommended", RECOMMENDED),
+            "@meshward-baseline" => return one("@meshward-baseline", BASELINE),
+            "@crs-setup" | "@crs-setup.conf" => {
+                return match self.crs("crs-setup.conf") {
+                    Some(text) => one("@crs-setup.conf", text),
+                    None => Err(no_crs()),
+                }
+            }
+            _ => {}
+        }
+        if let Some(glob) = pattern.strip_prefix("@owasp_crs/") {
+            let matched: Vec<(String, String)> = embedded::CRS_FILES
+                .iter()
+                .filter_map(|(name, text)| {
+                    let file = name.strip_prefix("rules/")?;
+                    (file.ends_with(".conf") && glob_match(glob, file))
+                        .then(|| (format!("@owasp_crs/{file}"), (*text).to_string()))
+                })
+                .collect();
+            if embedded::CRS_FILES.is_empty() {
+                return Err(no_crs());
+            }
+            if matched.is_empty() {
+                return Err(format!("no embedded CRS file matches `{glob}`"));
+            }
+            return Ok(matched);
+        }
+        if let Some(text) = self.files.get(pattern) {
+            return one(pattern, text);
+        }
+        Err(format!(
+            "unknown include `{pattern}`: use @recommended, @meshward-baseline, @crs-setup, \
+             @owasp_crs/<glob>.conf, or a name from `files`"
+        ))
+    }
+
+    fn data_file(&self, name: &str) -> Result<String, String> {
+        if let Some(text) = self.files.get(name) {
+            return Ok(text.clone());
+        }
+        let base = name.rsplit('/').next().unwrap_or(name);
+        self.crs(&format!("rules/{base}"))
+            .map(str::to_string)
+            .ok_or_else(|| format!("data file `{name}` is neither in `files` nor in embedded CRS"))
+    }
+}
+
+fn no_crs() -> String {
+    "this build embeds no OWASP CRS (build it with MESHWARD_CRS_DIR pointing at a CRS release)"
+        .to_string()
+}
+
+/// `*` matches any run of characters; everything else literally.
+fn glob_match(glob: &str, name: &str) -> bool {
+    match glob.split_once('*') {
+        None => glob == name,
+        Some((head, tail)) => {
+            let Some(rest) = name.strip_prefix(head) else {
+                return false;
+            };
+            (0..=rest.len())
+                .filter(|&i| rest.is_char_boundary(i))
+                .any(|i| glob_match(tail, &rest[i..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.conf", "REQUEST-901-INITIALIZATION.conf"));
+        assert!(glob_match(
+            "REQUEST-9*-*.conf",
+            "REQUEST-942-APPLICATION-ATTACK-SQLI.conf"
+        ));
+        assert!(!glob_match(
+            "RESPONSE-*.conf",
+            "REQUEST-901-INITIALIZATION.conf"
+        ));
+        assert!(glob_match("x", "x"));
+    }
+
+    #[test]
+    fn user_files_shadow_embedded_data_files() {
+        let mut files = BTreeMap::new();
+        files.insert("ips.data".to_string(), "10.0.0.0/8\n".to_string());
+        let lib = Library { files: &files };
+        assert_eq!(lib.data_file("ips.data").unwrap(), "10.0.0.0/8\n");
+        assert!(lib.data_file("missing.data").is_err());
+        assert!(lib
+            .include("@nope")
+            .unwrap_err()
+            .contains("unknown include"));
+    }
+}

@@ -1,0 +1,1335 @@
+//! One HTTP exchange through the rule set: the variables rules read, and
+//! phases 1–5 evaluated with ModSecurity's semantics (transformations,
+//! operators, chains, `setvar`, `ctl`, `skipAfter`, disruptive actions).
+
+use crate::body::{self, FilePart, MultipartFlags, Pair, Xml};
+use crate::macros::{MacroString, Part};
+use crate::rule::{AllowScope, Ctl, Disruptive, Effect, EngineMode, Rule, SetOp};
+use crate::ruleset::{Item, LimitAction, RuleSet};
+use crate::variable::{parse_targets, Selector, Target, Var};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+/// The peer and local addresses of the connection.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    pub remote_addr: String,
+    pub remote_port: u16,
+    pub server_addr: String,
+    pub server_port: u16,
+}
+
+/// A disruptive action that the proxy must carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interruption {
+    pub rule_id: u64,
+    pub status: u16,
+    pub phase: u8,
+    /// `Location` for a redirect.
+    pub redirect: Option<String>,
+}
+
+/// A rule whose whole chain matched, as it is logged.
+#[derive(Debug, Clone)]
+pub struct MatchedRule {
+    pub id: u64,
+    pub phase: u8,
+    pub msg: String,
+    pub data: String,
+    pub severity: Option<u8>,
+    pub tags: Vec<String>,
+    /// The ModSecurity-style error-log line (`[id "942100"] [msg "…"] …`).
+    pub log_line: Option<String>,
+}
+
+/// A request body past its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLimit {
+    Within,
+    /// The rest is ignored (ProcessPartial).
+    Truncated,
+    /// The request must be rejected (413) or the response replaced (500).
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Processor {
+    UrlEncoded,
+    Multipart,
+    Json,
+    Xml,
+}
+
+impl Processor {
+    fn name(self) -> &'static str {
+        match self {
+            Processor::UrlEncoded => "URLENCODED",
+            Processor::Multipart => "MULTIPART",
+            Processor::Json => "JSON",
+            Processor::Xml => "XML",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Processor> {
+        match name {
+            "URLENCODED" => Some(Processor::UrlEncoded),
+            "MULTIPART" => Some(Processor::Multipart),
+            "JSON" => Some(Processor::Json),
+            "XML" => Some(Processor::Xml),
+            _ => None,
+        }
+    }
+}
+
+/// A target removed from rules for this transaction by `ctl`.
+#[derive(Debug)]
+enum RuleSelector {
+    Ids(Vec<(u64, u64)>),
+    Tag(String),
+}
+
+impl RuleSelector {
+    fn selects(&self, rule: &Rule) -> bool {
+        match self {
+            RuleSelector::Ids(ranges) => ranges.iter().any(|(a, b)| (*a..=*b).contains(&rule.id)),
+            RuleSelector::Tag(tag) => rule.has_tag(tag),
+        }
+    }
+}
+
+/// One value a target yields: where it came from and its bytes.
+struct Value<'a> {
+    var: Var,
+    key: Option<&'a [u8]>,
+    bytes: Cow<'a, [u8]>,
+}
+
+impl Value<'_> {
+    fn name(&self) -> String {
+        match self.key {
+            Some(key) => format!("{}:{}", self.var.name(), String::from_utf8_lossy(key)),
+            None => self.var.name().to_string(),
+        }
+    }
+}
+
+/// A match found while evaluating one rule link.
+struct Match {
+    name: String,
+    value: Vec<u8>,
+    captures: Option<Vec<Vec<u8>>>,
+}
+
+/// The state of one HTTP exchange.
+pub struct Transaction {
+    rules: Rc<RuleSet>,
+    mode: EngineMode,
+    connection: Connection,
+    unique_id: String,
+    time_epoch: u64,
+
+    method: Vec<u8>,
+    uri: Vec<u8>,
+    protocol: Vec<u8>,
+    filename: Vec<u8>,
+    basename: Vec<u8>,
+    query: Vec<u8>,
+    request_headers: Vec<Pair>,
+    cookies: Vec<Pair>,
+    args_get: Vec<Pair>,
+    args_post: Vec<Pair>,
+
+    request_body_access: bool,
+    response_body_access: bool,
+    force_body_variable: bool,
+    processor: Option<Processor>,
+    request_body_limit: usize,
+    body: Vec<u8>,
+    body_error: Option<String>,
+    inbound_data_error: bool,
+    files: Vec<FilePart>,
+    part_headers: Vec<Pair>,
+    multipart: Option<MultipartFlags>,
+    xml: Option<Xml>,
+
+    response_status: u16,
+    response_protocol: Vec<u8>,
+    response_headers: Vec<Pair>,
+    response_body: Vec<u8>,
+    outbound_data_error: bool,
+
+    tx: BTreeMap<String, Vec<u8>>,
+    persistent: BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>,
+    matched_var: Option<(String, Vec<u8>)>,
+    matched_vars: Vec<(String, Vec<u8>)>,
+
+    removed_rules: Vec<RuleSelector>,
+    removed_targets: Vec<(RuleSelector, Target)>,
+    allow: Option<AllowScope>,
+    allow_phase: u8,
+    interruption: Option<Interruption>,
+    /// The first interruption DetectionOnly did not carry out.
+    detected: Option<Interruption>,
+    matched: Vec<MatchedRule>,
+    highest_severity: u8,
+}
+
+impl Transaction {
+    pub fn new(rules: Rc<RuleSet>, connection: Connection, unique_id: String) -> Self {
+        let s = &rules.settings;
+        Transaction {
+            mode: s.engine,
+            request_body_access: s.request_body_access,
+            response_body_access: s.response_body_access,
+            request_body_limit: s.request_body_limit,
+            rules: Rc::clone(&rules),
+            connection,
+            unique_id,
+            time_epoch: 0,
+            method: Vec::new(),
+            uri: Vec::new(),
+            protocol: Vec::new(),
+            filename: Vec::new(),
+            basename: Vec::new(),
+            query: Vec::new(),
+            request_headers: Vec::new(),
+            cookies: Vec::new(),
+            args_get: Vec::new(),
+            args_post: Vec::new(),
+            force_body_variable: false,
+            processor: None,
+            body: Vec::new(),
+            body_error: None,
+            inbound_data_error: false,
+            files: Vec::new(),
+            part_headers: Vec::new(),
+            multipart: None,
+            xml: None,
+            response_status: 0,
+            response_protocol: Vec::new(),
+            response_headers: Vec::new(),
+            response_body: Vec::new(),
+            outbound_data_error: false,
+            tx: BTreeMap::new(),
+            persistent: BTreeMap::new(),
+            matched_var: None,
+            matched_vars: Vec::new(),
+            removed_rules: Vec::new(),
+            removed_targets: Vec::new(),
+            allow: None,
+            allow_phase: 0,
+            interruption: None,
+            detected: None,
+            matched: Vec::new(),
+            highest_severity: 255,
+        }
+    }
+
+    pub fn set_time_epoch(&mut self, seconds: u64) {
+        self.time_epoch = seconds;
+    }
+
+    // ---- inputs ----------------------------------------------------------
+
+    /// The request line: method, URI as sent (path and query) and protocol.
+    pub fn set_request_line(&mut self, method: &[u8], uri: &[u8], protocol: &[u8]) {
+        self.method = method.to_vec();
+        self.uri = uri.to_vec();
+        self.protocol = protocol.to_vec();
+        let (path, query) = match uri.iter().position(|&b| b == b'?') {
+            Some(i) => (&uri[..i], &uri[i + 1..]),
+            None => (uri, &b""[..]),
+        };
+        // An absolute URI (`GET http://host/x`) names the file by its path.
+        let path = strip_scheme_authority(path);
+        self.filename = percent_decode(path);
+        let base_start = self
+            .filename
+            .iter()
+            .rposition(|&b| b == b'/' || b == b'\\')
+            .map_or(0, |i| i + 1);
+        self.basename = self.filename[base_start..].to_vec();
+        self.query = query.to_vec();
+        self.args_get = body::parse_urlencoded(query);
+    }
+
+    pub fn add_request_header(&mut self, name: &[u8], value: &[u8]) {
+        if name.eq_ignore_ascii_case(b"cookie") {
+            self.cookies.extend(parse_cookies(value));
+        }
+        self.request_headers.push((name.to_vec(), value.to_vec()));
+    }
+
+    pub fn set_response_status(&mut self, status: u16, protocol: &[u8]) {
+        self.response_status = status;
+        self.response_protocol = protocol.to_vec();
+    }
+
+    pub fn add_response_header(&mut self, name: &[u8], value: &[u8]) {
+        self.response_headers.push((name.to_vec(), value.to_vec()));
+    }
+
+    /// Whether phase 2 needs the request body.
+    pub fn wants_request_body(&self) -> bool {
+        self.request_body_access && self.mode != EngineMode::Off
+    }
+
+    /// Adds request body bytes, honouring `SecRequestBodyLimit`.
+    pub fn append_request_body(&mut self, chunk: &[u8]) -> BodyLimit {
+        let limit = self.request_body_limit;
+        let room = limit.saturating_sub(self.body.len());
+        if chunk.len() <= room {
+            self.body.extend_from_slice(chunk);
+            return BodyLimit::Within;
+        }
+        self.body.extend_from_slice(&chunk[..room]);
+        self.inbound_data_error = true;
+        match self.rules.settings.request_body_limit_action {
+            LimitAction::ProcessPartial => BodyLimit::Truncated,
+            LimitAction::Reject => BodyLimit::Reject,
+        }
+    }
+
+    /// Whether phase 4 needs the response body (access on, inspectable type).
+    pub fn wants_response_body(&self) -> bool {
+        if !self.response_body_access || self.mode == EngineMode::Off {
+            return false;
+        }
+        let content_type = header(&self.response_headers, b"content-type")
+            .map(|v| {
+                let v = v.split(|&b| b == b';').next().unwrap_or_default();
+                String::from_utf8_lossy(v).trim().to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        self.rules
+            .settings
+            .response_body_mime_types
+            .contains(&content_type)
+    }
+
+    pub fn append_response_body(&mut self, chunk: &[u8]) -> BodyLimit {
+        let limit = self.rules.settings.response_body_limit;
+        let room = limit.saturating_sub(self.response_body.len());
+        if chunk.len() <= room {
+            self.response_body.extend_from_slice(chunk);
+            return BodyLimit::Within;
+        }
+        self.response_body.extend_from_slice(&chunk[..room]);
+        self.outbound_data_error = true;
+        match self.rules.settings.response_body_limit_action {
+            LimitAction::ProcessPartial => BodyLimit::Truncated,
+            LimitAction::Reject => BodyLimit::Reject,
+        }
+    }
+
+    // ---- phases ----------------------------------------------------------
+
+    /// Phase 1. Call after the request line and headers are set.
+    pub fn process_request_headers(&mut self) -> Option<Interruption> {
+        self.processor = self.default_processor();
+        self.run_phase(1)
+    }
+
+    /// Phase 2: parses the body with the selected processor, then runs.
+    pub fn process_request_body(&mut self) -> Option<Interruption> {
+        if self.request_body_access {
+            self.parse_request_body();
+        }
+        self.run_phase(2)
+    }
+
+    pub fn process_response_headers(&mut self) -> Option<Interruption> {
+        self.run_phase(3)
+    }
+
+    pub fn process_response_body(&mut self) -> Option<Interruption> {
+        self.run_phase(4)
+    }
+
+    /// Phase 5 runs even after an interruption.
+    pub fn process_logging(&mut self) {
+        let interruption = self.interruption.take();
+        self.run_phase(5);
+        if interruption.is_some() {
+            self.interruption = interruption;
+        }
+    }
+
+    // ---- results ---------------------------------------------------------
+
+    pub fn interruption(&self) -> Option<&Interruption> {
+        self.interruption.as_ref()
+    }
+
+    /// What DetectionOnly would have done (the first disruptive match).
+    pub fn detected(&self) -> Option<&Interruption> {
+        self.detected.as_ref()
+    }
+
+    pub fn matched_rules(&self) -> &[MatchedRule] {
+        &self.matched
+    }
+
+    /// A TX variable (`tx.blocking_inbound_anomaly_score`).
+    pub fn tx(&self, key: &str) -> Option<&[u8]> {
+        self.tx.get(&key.to_ascii_lowercase()).map(Vec::as_slice)
+    }
+
+    pub fn request_body_limit(&self) -> usize {
+        self.request_body_limit
+    }
+
+    pub fn response_body_limit(&self) -> usize {
+        self.rules.settings.response_body_limit
+    }
+
+    pub fn mode(&self) -> EngineMode {
+        self.mode
+    }
+
+    // ---- evaluation ------------------------------------------------------
+
+    fn default_processor(&self) -> Option<Processor> {
+        let ct = header(&self.request_headers, b"content-type")?;
+        let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
+        let media = ct.split(';').next().unwrap_or_default().trim();
+        match media {
+            "application/x-www-form-urlencoded" => Some(Processor::UrlEncoded),
+            "multipart/form-data" => Some(Processor::Multipart),
+            _ => None,
+        }
+    }
+
+    fn parse_request_body(&mut self) {
+        // A body nothing claimed is read as URL-encoded when a rule forced the
+        // body variable (CRS 901340 does for unknown types), as Coraza does.
+        if self.processor.is_none() && self.force_body_variable {
+            self.processor = Some(Processor::UrlEncoded);
+        }
+        match self.processor {
+            Some(Processor::UrlEncoded) => {
+                self.args_post = body::parse_urlencoded(&self.body);
+            }
+            Some(Processor::Multipart) => {
+                let content_type = header(&self.request_headers, b"content-type")
+                    .unwrap_or_default()
+                    .to_vec();
+                let parsed = match body::parse_multipart(&content_type, &self.body) {
+                    Ok(m) => m,
+                    Err((m, message)) => {
+                        self.body_error = Some(format!("Multipart parsing error: {message}"));
+                        m
+                    }
+                };
+                self.args_post = parsed.args;
+                self.files = parsed.files;
+                self.part_headers = parsed.part_headers;
+                self.multipart = Some(parsed.flags);
+            }
+            Some(Processor::Json) => {
+                match body::parse_json(&self.body, self.rules.settings.json_depth_limit) {
+                    Ok(args) => self.args_post = args,
+                    Err(message) => {
+                        self.body_error = Some(format!("JSON parsing error: {message}"))
+                    }
+                }
+            }
+            Some(Processor::Xml) => match body::parse_xml(&self.body) {
+                Ok(xml) => self.xml = Some(xml),
+                Err(message) => self.body_error = Some(format!("XML parsing error: {message}")),
+            },
+            None => {}
+        }
+        let limit = self.rules.settings.arguments_limit;
+        if self.args_get.len() + self.args_post.len() > limit {
+            self.body_error
+                .get_or_insert_with(|| format!("more than {limit} arguments"));
+            let room = limit.saturating_sub(self.args_get.len());
+            self.args_post.truncate(room);
+        }
+        if self.processor != Some(Processor::Multipart) {
+            let no_files_limit = self.rules.settings.request_body_no_files_limit;
+            if self.body.len() > no_files_limit {
+                self.inbound_data_error = true;
+                self.body_error
+                    .get_or_insert_with(|| format!("body larger than {no_files_limit} bytes"));
+            }
+        }
+    }
+
+    fn run_phase(&mut self, phase: u8) -> Option<Interruption> {
+        if self.mode == EngineMode::Off || self.interruption.is_some() {
+            return self.interruption.clone();
+        }
+        match self.allow {
+            Some(AllowScope::All) if phase < 5 => return None,
+            Some(AllowScope::Request) if phase <= 2 => return None,
+            Some(AllowScope::Phase) if phase == self.allow_phase => return None,
+            _ => {}
+        }
+        let rules = Rc::clone(&self.rules);
+        let items = rules.phases.get(usize::from(phase) - 1)?;
+        let mut skip_after: Option<&str> = None;
+        let mut skip = 0u32;
+        for item in items {
+            let rule = match item {
+                Item::Marker(name) => {
+                    if skip_after == Some(name.as_str()) {
+                        skip_after = None;
+                    }
+                    continue;
+                }
+                Item::Rule(rule) => rule,
+            };
+            if let Some(target) = skip_after {
+                if target.parse::<u64>().ok() == Some(rule.id) {
+                    skip_after = None;
+                }
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            if self.removed_rules.iter().any(|s| s.selects(rule)) {
+                continue;
+            }
+            if !self.evaluate(rule) {
+                continue;
+            }
+            if let Some(marker) = &rule.actions.skip_after {
+                skip_after = Some(marker.as_str());
+            }
+            skip = rule.actions.skip;
+            match &rule.actions.disruptive {
+                Some(Disruptive::Deny | Disruptive::Drop) if self.interrupt(rule, phase, None) => {
+                    return self.interruption.clone();
+                }
+                Some(Disruptive::Redirect(url)) => {
+                    let url = String::from_utf8_lossy(&self.expand(url, Some(rule))).into_owned();
+                    if self.interrupt(rule, phase, Some(url)) {
+                        return self.interruption.clone();
+                    }
+                }
+                Some(Disruptive::Allow(scope)) if self.mode == EngineMode::On => {
+                    self.allow = Some(*scope);
+                    self.allow_phase = phase;
+                    return None;
+                }
+                _ => {}
+            }
+            if self.mode == EngineMode::Off {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Records an interruption when the engine is On; DetectionOnly only logs.
+    fn interrupt(&mut self, rule: &Rule, phase: u8, redirect: Option<String>) -> bool {
+        let status = match (&redirect, rule.actions.status) {
+            (_, Some(status)) => status,
+            (Some(_), None) => 302,
+            (None, None) => 403,
+        };
+        let interruption = Interruption {
+            rule_id: rule.id,
+            status,
+            phase,
+            redirect,
+        };
+        if self.mode != EngineMode::On {
+            self.detected.get_or_insert(interruption);
+            return false;
+        }
+        self.interruption = Some(interruption);
+        true
+    }
+
+    /// Evaluates a rule and its chain; on a full match logs it. Returns
+    /// whether the whole chain matched.
+    fn evaluate(&mut self, rule: &Rule) -> bool {
+        self.matched_vars.clear();
+        let mut link = Some(rule);
+        while let Some(current) = link {
+            if !self.evaluate_link(current, rule) {
+                return false;
+            }
+            link = current.chain.as_deref();
+        }
+        self.record_match(rule);
+        true
+    }
+
+    /// One link: every target value through the transformations and the
+    /// operator; each match runs the link's effects.
+    fn evaluate_link(&mut self, link: &Rule, starter: &Rule) -> bool {
+        if link.unconditional {
+            self.run_effects(link, starter);
+            return true;
+        }
+        let matches = self.find_matches(link, starter);
+        if matches.is_empty() {
+            return false;
+        }
+        for m in matches {
+            if let Some(captures) = m.captures {
+                for (i, c) in captures.into_iter().enumerate().take(10) {
+                    self.tx.insert(i.to_string(), c);
+                }
+            }
+            self.matched_vars.push((m.name.clone(), m.value.clone()));
+            self.matched_var = Some((m.name, m.value));
+            self.run_effects(link, starter);
+        }
+        true
+    }
+
+    fn find_matches(&self, link: &Rule, starter: &Rule) -> Vec<Match> {
+        let expanded = link
+            .operator_arg
+            .as_ref()
+            .map(|m| self.expand(m, Some(starter)).into_owned());
+        let capture = link.actions.capture;
+        let mut matches = Vec::new();
+        for value in self.values(link, starter) {
+            let mut captures = capture.then(Vec::new);
+            let mut matched = false;
+            let mut current: Cow<'_, [u8]> = Cow::Borrowed(&value.bytes);
+            if link.actions.multi_match
+                && link
+                    .operator
+                    .evaluate(&current, expanded.as_deref(), captures.as_mut())
+                    != link.negated
+            {
+                matched = true;
+            }
+            for t in &link.actions.transforms {
+                // A borrowed result is a sub-slice of the input (`trim`): it
+                // changed only if it is shorter.
+                let changed = match t.apply(&current) {
+                    Cow::Borrowed(v) if v.len() == current.len() => None,
+                    Cow::Borrowed(v) => Some(v.to_vec()),
+                    Cow::Owned(v) => Some(v),
+                };
+                if let Some(v) = changed {
+                    current = Cow::Owned(v);
+                    if link.actions.multi_match
+                        && !matched
+                        && link
+                            .operator
+                            .evaluate(&current, expanded.as_deref(), captures.as_mut())
+                            != link.negated
+                    {
+                        matched = true;
+                    }
+                }
+            }
+            if !link.actions.multi_match {
+                matched = link
+                    .operator
+                    .evaluate(&current, expanded.as_deref(), captures.as_mut())
+                    != link.negated;
+            }
+            if matched {
+                matches.push(Match {
+                    name: value.name(),
+                    value: current.into_owned(),
+                    captures: captures.filter(|c| !c.is_empty()),
+                });
+            }
+        }
+        matches
+    }
+
+    /// The values a link's targets yield, minus exclusions.
+    fn values<'a>(&'a self, link: &'a Rule, starter: &Rule) -> Vec<Value<'a>> {
+        let exclusions: Vec<&Target> = link
+            .targets
+            .iter()
+            .filter(|t| t.exclude)
+            .chain(
+                self.removed_targets
+                    .iter()
+                    .filter(|(s, _)| s.selects(starter))
+                    .map(|(_, t)| t),
+            )
+            .collect();
+        let mut out = Vec::new();
+        for target in link.targets.iter().filter(|t| !t.exclude) {
+            let start = out.len();
+            self.target_values(target, &mut out);
+            if !exclusions.is_empty() {
+                let mut kept = Vec::with_capacity(out.len() - start);
+                for v in out.drain(start..) {
+                    let excluded = exclusions
+                        .iter()
+                        .any(|x| x.var == v.var && v.key.is_some_and(|k| x.selector.matches(k)));
+                    if !excluded {
+                        kept.push(v);
+                    }
+                }
+                out.extend(kept);
+            }
+            if target.count {
+                let n = out.len() - start;
+                out.truncate(start);
+                out.push(Value {
+                    var: target.var,
+                    key: None,
+                    bytes: Cow::Owned(n.to_string().into_bytes()),
+                });
+            }
+        }
+        out
+    }
+
+    fn target_values<'a>(&'a self, target: &'a Target, out: &mut Vec<Value<'a>>) {
+        let start = out.len();
+        self.collect_values(target, out);
+        // A single-value variable always yields one value, empty when unset
+        // (`!@rx` on REQBODY_PROCESSOR must see "" without a processor).
+        if !target.var.is_collection() && out.len() == start {
+            out.push(Value {
+                var: target.var,
+                key: None,
+                bytes: Cow::Borrowed(b""),
+            });
+        }
+    }
+
+    fn collect_values<'a>(&'a self, target: &'a Target, out: &mut Vec<Value<'a>>) {
+        let var = target.var;
+        let sel = &target.selector;
+        let pairs = |pairs: &'a [Pair], out: &mut Vec<Value<'a>>| {
+            for (k, v) in pairs {
+                if sel.matches(k) {
+                    out.push(Value {
+                        var,
+                        key: Some(k),
+                        bytes: Cow::Borrowed(v),
+                    });
+                }
+            }
+        };
+        let names = |pairs: &'a [Pair], out: &mut Vec<Value<'a>>| {
+            for (k, _) in pairs {
+                if sel.matches(k) {
+                    out.push(Value {
+                        var,
+                        key: Some(k),
+                        bytes: Cow::Borrowed(k),
+                    });
+                }
+            }
+        };
+        let map = |map: &'a BTreeMap<String, Vec<u8>>, out: &mut Vec<Value<'a>>| {
+            if let Selector::Key(k) = sel {
+                if let Some((key, v)) = map.get_key_value(k.as_str()) {
+                    out.push(Value {
+                        var,
+                        key: Some(key.as_bytes()),
+                        bytes: Cow::Borrowed(v),
+                    });
+                }
+                return;
+            }
+            for (k, v) in map {
+                if sel.matches(k.as_bytes()) {
+                    out.push(Value {
+                        var,
+                        key: Some(k.as_bytes()),
+                        bytes: Cow::Borrowed(v),
+                    });
+                }
+            }
+        };
+        let mut scalar = |bytes: Cow<'a, [u8]>| {
+            out.push(Value {
+                var,
+                key: None,
+                bytes,
+            })
+        };
+        let flag = |on: bool| Cow::Borrowed(if on { &b"1"[..] } else { &b"0"[..] });
+        let multipart = |f: fn(&MultipartFlags) -> bool| self.multipart.as_ref().map(f);
+        match var {
+            Var::Args => {
+                pairs(&self.args_get, out);
+                pairs(&self.args_post, out);
+            }
+            Var::ArgsGet => pairs(&self.args_get, out),
+            Var::ArgsPost => pairs(&self.args_post, out),
+            Var::ArgsNames => {
+                names(&self.args_get, out);
+                names(&self.args_post, out);
+            }
+            Var::ArgsGetNames => names(&self.args_get, out),
+            Var::ArgsPostNames => names(&self.args_post, out),
+            Var::RequestHeaders => pairs(&self.request_headers, out),
+            Var::RequestHeadersNames => names(&self.request_headers, out),
+            Var::RequestCookies => pairs(&self.cookies, out),
+            Var::RequestCookiesNames => names(&self.cookies, out),
+            Var::ResponseHeaders => pairs(&self.response_headers, out),
+            Var::ResponseHeadersNames => names(&self.response_headers, out),
+            Var::MultipartPartHeaders => pairs(&self.part_headers, out),
+            Var::Tx => map(&self.tx, out),
+            Var::Ip | Var::Global | Var::Session | Var::User | Var::Resource => {
+                if let Some(m) = self.persistent.get(var.name()) {
+                    map(m, out)
+                }
+            }
+            Var::Env => {}
+            Var::MatchedVars | Var::MatchedVarsNames => {
+                for (name, value) in &self.matched_vars {
+                    if sel.matches(name.as_bytes()) {
+                        out.push(Value {
+                            var,
+                            key: Some(name.as_bytes()),
+                            bytes: Cow::Borrowed(if var == Var::MatchedVars {
+                                value
+                            } else {
+                                name.as_bytes()
+                            }),
+                        });
+                    }
+                }
+            }
+            Var::Files | Var::FilesNames | Var::FilesSizes => {
+                for f in &self.files {
+                    if sel.matches(&f.field) {
+                        let bytes = match var {
+                            Var::Files => Cow::Borrowed(f.filename.as_slice()),
+                            Var::FilesNames => Cow::Borrowed(f.field.as_slice()),
+                            _ => Cow::Owned(f.size.to_string().into_bytes()),
+                        };
+                        out.push(Value {
+                            var,
+                            key: Some(&f.field),
+                            bytes,
+                        });
+                    }
+                }
+            }
+            Var::Xml => {
+                if let Some(xml) = &self.xml {
+                    let list = match sel {
+                        Selector::Key(k) if k == "//@*" => &xml.attributes,
+                        _ => &xml.text,
+                    };
+                    for v in list {
+                        out.push(Value {
+                            var,
+                            key: None,
+                            bytes: Cow::Borrowed(v),
+                        });
+                    }
+                }
+            }
+            Var::ArgsCombinedSize => {
+                let n: usize = self
+                    .args_get
+                    .iter()
+                    .chain(&self.args_post)
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum();
+                scalar(Cow::Owned(n.to_string().into_bytes()))
+            }
+            Var::RequestFilename => scalar(Cow::Borrowed(&self.filename)),
+            Var::RequestBasename => scalar(Cow::Borrowed(&self.basename)),
+            Var::RequestUri | Var::RequestUriRaw => scalar(Cow::Borrowed(&self.uri)),
+            Var::RequestLine => scalar(Cow::Owned(self.request_line())),
+            Var::RequestMethod => scalar(Cow::Borrowed(&self.method)),
+            Var::RequestProtocol => scalar(Cow::Borrowed(&self.protocol)),
+            Var::QueryString => scalar(Cow::Borrowed(&self.query)),
+            Var::RequestBody => {
+                let urlencoded = self.processor == Some(Processor::UrlEncoded);
+                if urlencoded || self.force_body_variable || self.processor.is_none() {
+                    scalar(Cow::Borrowed(&self.body))
+                }
+            }
+            Var::RequestBodyLength => scalar(Cow::Owned(self.body.len().to_string().into_bytes())),
+            Var::ReqbodyProcessor => {
+                if let Some(p) = self.processor {
+                    scalar(Cow::Borrowed(p.name().as_bytes()))
+                }
+            }
+            Var::ReqbodyError | Var::ReqbodyProcessorError => {
+                scalar(flag(self.body_error.is_some()))
+            }
+            Var::ReqbodyErrorMsg => scalar(Cow::Borrowed(
+                self.body_error.as_deref().unwrap_or("").as_bytes(),
+            )),
+            Var::InboundDataError => scalar(flag(self.inbound_data_error)),
+            Var::OutboundDataError => scalar(flag(self.outbound_data_error)),
+            Var::FilesCombinedSize => {
+                let n: usize = self.files.iter().map(|f| f.size).sum();
+                scalar(Cow::Owned(n.to_string().into_bytes()))
+            }
+            Var::MultipartFilename | Var::MultipartName => {}
+            Var::MultipartStrictError => {
+                if let Some(on) = multipart(MultipartFlags::strict_error) {
+                    scalar(flag(on))
+                }
+            }
+            Var::MultipartUnmatchedBoundary => {
+                if let Some(on) = multipart(|f| f.unmatched_boundary) {
+                    scalar(flag(on))
+                }
+            }
+            Var::MultipartBoundaryQuoted => {
+                if let Some(on) = multipart(|f| f.boundary_quoted) {
+                    scalar(flag(on))
+                }
+            }
+            Var::MultipartBoundaryWhitespace => {
+                if let Some(on) = multipart(|f| f.boundary_whitespace) {
+                    scalar(flag(on))
+                }
+            }
+            Var::MultipartDataBefore => {
+                if let Some(on) = multipart(|f| f.data_before) {
+                    scalar(flag(on))
+                }
+            }
+            Var::MultipartDataAfter => {
+                if let Some(on) = multipart(|f| f.data_after) {
+                    scalar(flag(on))
+                }
+            }
+            Var::MultipartHeaderFolding => {
+                if let Some(on) = multipart(|f| f.header_folding) {
+                    scalar(flag(on))
+                }
+            }
+            Var::MultipartLfLine => {
+                if let Some(on) = multipart(|f| f.lf_line) {
+                    scalar(flag(on))
+                }
+            }
+            Var::MultipartCrlfLfLines => {
+                if let Some(on) = multipart(|f| f.crlf_lf_lines) {
+                    scalar(flag(on))
+                }
+            }
+            Var::MultipartMissingSemicolon => {
+                if let Some(on) = multipart(|f| f.missing_semicolon) {
+                    scalar(flag(on))
+                }
+            }
+            Var::MultipartInvalidQuoting => {
+                if let Some(on) = multipart(|f| f.invalid_quoting) {
+                    scalar(flag(on))
+                }
+            }
+            Var::MultipartInvalidPart => {
+                if let Some(on) = multipart(|f| f.invalid_part) {
+                    scalar(flag(on))
+                }
+            }
+            Var::MultipartInvalidHeaderFolding => {
+                if let Some(on) = multipart(|f| f.invalid_header_folding) {
+                    scalar(flag(on))
+                }
+            }
+            Var::MultipartFileLimitExceeded => {
+                if let Some(on) = multipart(|f| f.file_limit_exceeded) {
+                    scalar(flag(on))
+                }
+            }
+            Var::MatchedVar => {
+                if let Some((_, v)) = &self.matched_var {
+                    scalar(Cow::Borrowed(v))
+                }
+            }
+            Var::MatchedVarName => {
+                if let Some((n, _)) = &self.matched_var {
+                    scalar(Cow::Borrowed(n.as_bytes()))
+                }
+            }
+            Var::RemoteAddr => scalar(Cow::Borrowed(self.connection.remote_addr.as_bytes())),
+            Var::RemotePort => scalar(Cow::Owned(
+                self.connection.remote_port.to_string().into_bytes(),
+            )),
+            Var::ServerAddr => scalar(Cow::Borrowed(self.connection.server_addr.as_bytes())),
+            Var::ServerPort => scalar(Cow::Owned(
+                self.connection.server_port.to_string().into_bytes(),
+            )),
+            Var::ServerName => {
+                let host = header(&self.request_headers, b"host").unwrap_or_default();
+                let end = host.iter().position(|&b| b == b':').unwrap_or(host.len());
+                scalar(Cow::Borrowed(&host[..end]))
+            }
+            Var::UniqueId => scalar(Cow::Borrowed(self.unique_id.as_bytes())),
+            Var::ResponseStatus => {
+                scalar(Cow::Owned(self.response_status.to_string().into_bytes()))
+            }
+            Var::ResponseProtocol => scalar(Cow::Borrowed(&self.response_protocol)),
+            Var::ResponseBody => scalar(Cow::Borrowed(&self.response_body)),
+            Var::ResponseContentType => {
+                if let Some(v) = header(&self.response_headers, b"content-type") {
+                    scalar(Cow::Borrowed(v))
+                }
+            }
+            Var::ResponseContentLength => {
+                if let Some(v) = header(&self.response_headers, b"content-length") {
+                    scalar(Cow::Borrowed(v))
+                }
+            }
+            Var::HighestSeverity => {
+                scalar(Cow::Owned(self.highest_severity.to_string().into_bytes()))
+            }
+            Var::StatusLine => {
+                let mut line = self.response_protocol.clone();
+                line.extend_from_slice(format!(" {}", self.response_status).as_bytes());
+                scalar(Cow::Owned(line))
+            }
+            Var::FullRequest => scalar(Cow::Owned(self.full_request())),
+            Var::FullRequestLength => scalar(Cow::Owned(
+                self.full_request().len().to_string().into_bytes(),
+            )),
+            Var::TimeEpoch => scalar(Cow::Owned(self.time_epoch.to_string().into_bytes())),
+        }
+    }
+
+    fn request_line(&self) -> Vec<u8> {
+        let mut line = self.method.clone();
+        line.push(b' ');
+        line.extend_from_slice(&self.uri);
+        line.push(b' ');
+        line.extend_from_slice(&self.protocol);
+        line
+    }
+
+    fn full_request(&self) -> Vec<u8> {
+        let mut out = self.request_line();
+        out.extend_from_slice(b"\r\n");
+        for (k, v) in &self.request_headers {
+            out.extend_from_slice(k);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Expands `%{…}` macros. Unknown variables expand to nothing.
+    fn expand<'m>(&self, m: &'m MacroString, rule: Option<&Rule>) -> Cow<'m, [u8]> {
+        if !m.has_macros() {
+            return Cow::Borrowed(m.raw.as_bytes());
+        }
+        let mut out = Vec::new();
+        for part in &m.parts {
+            match part {
+                Part::Text(t) => out.extend_from_slice(t.as_bytes()),
+                Part::Var { name, key } => {
+                    if name == "RULE" {
+                        if let (Some(rule), Some(key)) = (rule, key) {
+                            out.extend_from_slice(self.rule_field(rule, key).as_bytes());
+                        }
+                        continue;
+                    }
+                    let Some(var) = Var::from_name(name) else {
+                        continue;
+                    };
+                    let target = Target {
+                        var,
+                        selector: match key {
+                            Some(k) if var.is_collection() => Selector::Key(k.to_ascii_lowercase()),
+                            _ => Selector::All,
+                        },
+                        count: false,
+                        exclude: false,
+                    };
+                    let mut values = Vec::new();
+                    self.target_values(&target, &mut values);
+                    if let Some(v) = values.first() {
+                        out.extend_from_slice(&v.bytes);
+                    }
+                }
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    fn rule_field(&self, rule: &Rule, key: &str) -> String {
+        match key.to_ascii_lowercase().as_str() {
+            "id" => rule.id.to_string(),
+            "msg" => rule
+                .actions
+                .msg
+                .as_ref()
+                .map(|m| String::from_utf8_lossy(&self.expand(m, None)).into_owned())
+                .unwrap_or_default(),
+            "severity" => rule
+                .actions
+                .severity
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            "ver" => rule.actions.ver.clone().unwrap_or_default(),
+            "rev" => rule.actions.rev.clone().unwrap_or_default(),
+            "phase" => rule.phase.to_string(),
+            _ => String::new(),
+        }
+    }
+
+    fn run_effects(&mut self, link: &Rule, starter: &Rule) {
+        for effect in &link.actions.effects {
+            match effect {
+                Effect::SetVar(set) => {
+                    let key = String::from_utf8_lossy(&self.expand(&set.key, Some(starter)))
+                        .to_ascii_lowercase();
+                    let new = match &set.op {
+                        SetOp::Delete => None,
+                        SetOp::Set(v) => Some(self.expand(v, Some(starter)).into_owned()),
+                        SetOp::Add(v) | SetOp::Sub(v) => {
+                            let delta = atoi(&self.expand(v, Some(starter)));
+                            let current = self.collection(set.collection).get(&key);
+                            let current = current.map_or(0, |c| atoi(c));
+                            let sum = if matches!(set.op, SetOp::Add(_)) {
+                                current.saturating_add(delta)
+                            } else {
+                                current.saturating_sub(delta)
+                            };
+                            Some(sum.to_string().into_bytes())
+                        }
+                    };
+                    let collection = self.collection_mut(set.collection);
+                    match new {
+                        Some(v) => {
+                            collection.insert(key, v);
+                        }
+                        None => {
+                            collection.remove(&key);
+                        }
+                    }
+                }
+                Effect::Ctl(ctl) => self.ctl(ctl),
+                Effect::InitCol(var) => {
+                    self.persistent.entry(var.name()).or_default();
+                }
+            }
+        }
+    }
+
+    fn collection(&self, var: Var) -> &BTreeMap<String, Vec<u8>> {
+        static EMPTY: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        if var == Var::Tx {
+            return &self.tx;
+        }
+        self.persistent.get(var.name()).unwrap_or(&EMPTY)
+    }
+
+    fn collection_mut(&mut self, var: Var) -> &mut BTreeMap<String, Vec<u8>> {
+        if var == Var::Tx {
+            return &mut self.tx;
+        }
+        self.persistent.entry(var.name()).or_default()
+    }
+
+    fn ctl(&mut self, ctl: &Ctl) {
+        match ctl {
+            Ctl::RuleEngine(mode) => self.mode = *mode,
+            Ctl::RuleRemoveById(ranges) => {
+                self.removed_rules.push(RuleSelector::Ids(ranges.clone()))
+            }
+            Ctl::RuleRemoveByTag(tag) => self.removed_rules.push(RuleSelector::Tag(tag.clone())),
+            Ctl::RuleRemoveTargetById(ranges, target) => {
+                for t in parse_targets(target).unwrap_or_default() {
+                    let t = Target { exclude: true, ..t };
+                    self.removed_targets
+                        .push((RuleSelector::Ids(ranges.clone()), t));
+                }
+            }
+            Ctl::RuleRemoveTargetByTag(tag, target) => {
+                for t in parse_targets(target).unwrap_or_default() {
+                    let t = Target { exclude: true, ..t };
+                    self.removed_targets
+                        .push((RuleSelector::Tag(tag.clone()), t));
+                }
+            }
+            Ctl::RequestBodyAccess(on) => self.request_body_access = *on,
+            Ctl::ResponseBodyAccess(on) => self.response_body_access = *on,
+            Ctl::ForceRequestBodyVariable(on) => self.force_body_variable = *on,
+            Ctl::RequestBodyProcessor(name) => self.processor = Processor::parse(name),
+            Ctl::RequestBodyLimit(limit) => self.request_body_limit = *limit,
+            Ctl::AuditEngine | Ctl::AuditLogParts => {}
+        }
+    }
+
+    /// A full match: remember it, and write its log line unless `nolog`.
+    fn record_match(&mut self, rule: &Rule) {
+        let a = &rule.actions;
+        if let Some(s) = a.severity {
+            self.highest_severity = self.highest_severity.min(s);
+        }
+        let msg = a
+            .msg
+            .as_ref()
+            .map(|m| String::from_utf8_lossy(&self.expand(m, Some(rule))).into_owned())
+            .unwrap_or_default();
+        let data = a
+            .logdata
+            .as_ref()
+            .map(|m| String::from_utf8_lossy(&self.expand(m, Some(rule))).into_owned())
+            .unwrap_or_default();
+        let log_line = rule.logs().then(|| self.log_line(rule, &msg, &data));
+        self.matched.push(MatchedRule {
+            id: rule.id,
+            phase: rule.phase,
+            msg,
+            data,
+            severity: a.severity,
+            tags: a.tags.clone(),
+            log_line,
+        });
+    }
+
+    /// ModSecurity's error-log format, which go-ftw and log pipelines read.
+    /// Values a client controls are escaped so they cannot forge fields.
+    fn log_line(&self, rule: &Rule, msg: &str, data: &str) -> String {
+        let a = &rule.actions;
+        let mut line = String::from("ModSecurity: Warning. ");
+        if let Some((name, value)) = &self.matched_var {
+            let _ = write!(
+                line,
+                "Matched \"Operator `{}' with parameter `{}' against variable `{}' (Value: `{}' )\" ",
+                rule.operator.name(),
+                escape(truncate(rule.operator.argument().as_bytes(), 200)),
+                escape(name.as_bytes()),
+                escape(truncate(value, 200)),
+            );
+        }
+        let _ = write!(
+            line,
+            "[file \"{}\"] [line \"{}\"] [id \"{}\"] [rev \"{}\"] [msg \"{}\"] [data \"{}\"] [severity \"{}\"] [ver \"{}\"] [maturity \"{}\"] [accuracy \"{}\"]",
+            rule.location.file,
+            rule.location.line,
+            rule.id,
+            a.rev.as_deref().unwrap_or(""),
+            escape(msg.as_bytes()),
+            escape(truncate(data.as_bytes(), 512)),
+            a.severity.unwrap_or(0),
+            a.ver.as_deref().unwrap_or(""),
+            a.maturity.as_deref().unwrap_or("0"),
+            a.accuracy.as_deref().unwrap_or("0"),
+        );
+        for tag in &a.tags {
+            let _ = write!(line, " [tag \"{}\"]", escape(tag.as_bytes()));
+        }
+        let host = header(&self.request_headers, b"host").unwrap_or_default();
+        let _ = write!(
+            line,
+            " [hostname \"{}\"] [uri \"{}\"] [unique_id \"{}\"]",
+            escape(host),
+            escape(truncate(&self.uri, 512)),
+            escape(self.unique_id.as_bytes()),
+        );
+        line
+    }
+}
+
+fn header<'a>(headers: &'a [Pair], name: &[u8]) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+}
+
+fn truncate(bytes: &[u8], max: usize) -> &[u8] {
+    &bytes[..bytes.len().min(max)]
+}
+
+/// Printable ASCII stays; `"` and `\` are escaped; everything else is `\xHH`.
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out
+}
+
+/// ModSecurity's number parsing: optional sign and leading digits, else 0.
+pub fn atoi(bytes: &[u8]) -> i64 {
+    let text = bytes.trim_ascii_start();
+    let (negative, digits) = match text.first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let mut n: i64 = 0;
+    for &b in digits.iter().take_while(|b| b.is_ascii_digit()) {
+        n = n.saturating_mul(10).saturating_add(i64::from(b - b'0'));
+    }
+    if negative {
+        -n
+    } else {
+        n
+    }
+}
+
+fn strip_scheme_authority(path: &[u8]) -> &[u8] {
+    let Some(i) = path.windows(3).position(|w| w == b"://") else {
+        return path;
+    };
+    if !path[..i].iter().all(|b| b.is_ascii_alphabetic()) || i == 0 {
+        return path;
+    }
+    let rest = &path[i + 3..];
+    match rest.iter().position(|&b| b == b'/') {
+        Some(j) => &rest[j..],
+        None => b"/",
+    }
+}
+
+/// `%XX` decoding (not `+`), invalid escapes kept as they are.
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b == b'%' && i + 2 < input.len() {
+            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// `Cookie: a=1; b=2` → pairs; ModSecurity keeps values undecoded.
+fn parse_cookies(value: &[u8]) -> Vec<Pair> {
+    value
+        .split(|&b| b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty())
+        .map(|c| match c.iter().position(|&b| b == b'=') {
+            Some(i) => (c[..i].trim_ascii().to_vec(), c[i + 1..].to_vec()),
+            None => (c.to_vec(), Vec::new()),
+        })
+        .collect()
+}
