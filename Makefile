@@ -22,7 +22,7 @@ VENV := .venv
 # would from the proxy's environment (vmConfig.env valueFrom: HOST).
 DEMO_AUDIT_KEY ?= demo-only-key-do-not-use-in-production
 
-.PHONY: all build host test unit e2e envoy demo bench lint fmt clean-wasm
+.PHONY: all build host test unit e2e envoy demo bench lint fmt clean-wasm crs
 
 all: build
 
@@ -62,6 +62,11 @@ demo: $(MESHWARD)
 		--audit-records target/demo/audit-records.jsonl
 	@echo
 	$(MESHWARD) audit verify target/demo/audit-records.jsonl --key k1=$(DEMO_AUDIT_KEY)
+
+# CRS's go-ftw regression suite through the WAF: the full report, and the committed floor.
+crs: $(MESHWARD)
+	$(MESHWARD) ftw --tests $(MESHWARD_CRS_DIR) --overrides tests/crs/overrides.yaml \
+		--min-pass-rate $$(cat tests/crs/floor)
 
 bench: build host
 	@for f in tenant ratelimit audit; do \

@@ -19,9 +19,12 @@ pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'
 #[derive(Debug, Clone)]
 pub struct Request {
     pub method: String,
+    /// `:path`; empty sends none (a CONNECT request).
     pub path: String,
     pub authority: String,
     pub scheme: String,
+    /// The HTTP version Envoy's codec reports (`request.protocol`): `HTTP/1.1` unless set.
+    pub protocol: String,
     pub headers: Headers,
     pub body_chunks: Vec<Vec<u8>>,
     pub trailers: Headers,
@@ -48,6 +51,7 @@ impl Request {
             path: path.to_string(),
             authority: "service.local".to_string(),
             scheme: "https".to_string(),
+            protocol: "HTTP/1.1".to_string(),
             headers: Vec::new(),
             body_chunks: Vec::new(),
             trailers: Vec::new(),
@@ -76,6 +80,12 @@ impl Request {
 
     pub fn scheme(mut self, scheme: &str) -> Self {
         self.scheme = scheme.to_string();
+        self
+    }
+
+    /// `request.protocol`, e.g. `HTTP/1.0` (Envoy reports `HTTP/1.0`, `HTTP/1.1`, `HTTP/2`, `HTTP/3`).
+    pub fn protocol(mut self, protocol: &str) -> Self {
+        self.protocol = protocol.to_string();
         self
     }
 

@@ -23,6 +23,7 @@ pub mod cert;
 pub mod certs;
 pub mod envoy_config;
 mod exchange;
+pub mod ftw;
 mod host;
 pub mod manifest;
 pub mod oci;

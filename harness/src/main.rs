@@ -33,6 +33,8 @@ enum Command {
     Validate(cli::validate::Args),
     /// Verify audit records (signatures, chains, gaps) and audit headers.
     Audit(cli::audit::Args),
+    /// Run CRS's go-ftw regression tests through the WAF and report the pass rate.
+    Ftw(cli::ftw::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Oci(args) => cli::oci::run(args),
         Command::Validate(args) => cli::validate::run(args),
         Command::Audit(args) => cli::audit::run(args),
+        Command::Ftw(args) => cli::ftw::run(args),
     };
     match result {
         Ok(code) => code,

@@ -797,6 +797,10 @@ impl Proxy {
             (":method".into(), request.method.clone()),
             (":scheme".into(), request.scheme.clone()),
         ];
+        // A CONNECT request reaches the filters with :authority and no :path.
+        if request.path.is_empty() {
+            headers.retain(|(k, _)| k != ":path");
+        }
         headers.extend(request.headers.iter().cloned());
         if find_header(&headers, "x-forwarded-proto").is_none() {
             headers.push(("x-forwarded-proto".into(), request.scheme.clone()));
@@ -818,6 +822,7 @@ impl Proxy {
             destination: request.connection.destination.clone(),
             peer,
             request_time_nanos: self.now_nanos(),
+            protocol: request.protocol.clone(),
             request_body_size: request.body_len() as u64,
             ..Default::default()
         }));

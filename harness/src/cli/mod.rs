@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bench;
 pub mod chain;
 pub mod envoy_config;
+pub mod ftw;
 pub mod oci;
 pub mod replay;
 pub mod run;

@@ -109,6 +109,8 @@ pub(crate) struct Exchange {
     pub peer: Option<Rc<crate::cert::PeerCert>>,
     pub request_time_nanos: u64,
     pub response_code_details: String,
+    /// `request.protocol`; empty reads as `HTTP/1.1`.
+    pub protocol: String,
     pub request_body_size: u64,
     pub response_body_size: u64,
 }

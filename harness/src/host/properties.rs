@@ -130,7 +130,11 @@ fn stream_property(x: &Exchange, host: &HostState, first: &str, rest: &[&str]) -
         ("request", ["referer"]) => req("referer"),
         ("request", ["useragent"]) => req("user-agent"),
         ("request", ["id"]) => req("x-request-id"),
-        ("request", ["protocol"]) => Some(b"HTTP/1.1".to_vec()),
+        ("request", ["protocol"]) => Some(if x.protocol.is_empty() {
+            b"HTTP/1.1".to_vec()
+        } else {
+            x.protocol.as_bytes().to_vec()
+        }),
         ("request", ["time"]) => Some(int(x.request_time_nanos)),
         ("request", ["duration"]) => {
             Some(int(host.now_nanos().saturating_sub(x.request_time_nanos)))
