@@ -339,8 +339,11 @@ impl HttpContext for Stream {
         if end_of_stream || !wants_body {
             return self.request_body_done();
         }
+        // Envoy turns a Pause here into "stop all", and then no body callback
+        // would run: the headers go on, and the body is held in
+        // `on_http_request_body` until phase 2 has seen all of it.
         self.buffering_request = true;
-        Action::Pause
+        Action::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -413,10 +416,11 @@ impl HttpContext for Stream {
         if end_of_stream || !wants_body {
             return self.response_body_done();
         }
-        // Hold the headers until the body is inspected, so a block in phase 4
-        // can still replace the whole response.
+        // As for requests, pausing here would stop the body callbacks: the
+        // headers go on and the body is held until phase 4 has seen it. A
+        // block then resets the stream, so the client never gets the body.
         self.buffering_response = true;
-        Action::Pause
+        Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
