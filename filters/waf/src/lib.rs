@@ -189,9 +189,19 @@ impl Stream {
         let protocol = self
             .get_property(vec!["request", "protocol"])
             .unwrap_or_else(|| b"HTTP/1.1".to_vec());
-        tx.set_request_line(&pseudo(":method"), &pseudo(":path"), &protocol);
-        // Envoy turns `Host` into `:authority`; rules read it as `Host`.
-        if !authority.is_empty() && !headers.iter().any(|(k, _)| k == "host") {
+        let method = pseudo(":method");
+        let has_path = headers.iter().any(|(k, _)| k == ":path");
+        // A CONNECT has no :path; its request target is the authority.
+        let target = if !has_path && method == b"CONNECT" {
+            authority.clone()
+        } else {
+            pseudo(":path")
+        };
+        tx.set_request_line(&method, &target, &protocol);
+        // Envoy turns `Host` into `:authority`; rules read it as `Host`
+        // (an empty one too: CRS 920290 flags it).
+        let has_authority = headers.iter().any(|(k, _)| k == ":authority");
+        if has_authority && !headers.iter().any(|(k, _)| k == "host") {
             tx.add_request_header(b"Host", &authority);
         }
         for (name, value) in &headers {
