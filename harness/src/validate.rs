@@ -36,10 +36,11 @@ use std::path::{Path, PathBuf};
 pub type ConfigCheck = fn(&[u8]) -> Result<(), ConfigError>;
 
 /// meshward's filters by name (`pluginName`, and `meshward-<name>` images), with
-/// the parser that checks their `pluginConfig`: the filter's own, natively linked.
-/// `None`: the filter takes no configuration yet (waf).
+/// the parser that checks their `pluginConfig`: the filter's own, natively linked
+/// (for the waf that loads every SecLang directive set, CRS included).
+/// `None`: a filter that takes no configuration.
 pub const FILTERS: &[(&str, Option<ConfigCheck>)] = &[
-    ("waf", None),
+    ("waf", Some(meshward_waf::validate_config)),
     (
         "tenant",
         Some(|b| meshward_tenant::config::Settings::parse(b).map(|_| ())),
@@ -52,7 +53,7 @@ pub const FILTERS: &[(&str, Option<ConfigCheck>)] = &[
 ];
 
 /// The config check of a meshward filter: `None` for an unknown name, `Some(None)`
-/// for a filter that takes no configuration yet (the waf, until its engine lands).
+/// for a filter that takes no configuration.
 pub fn filter_config_check(filter: &str) -> Option<Option<ConfigCheck>> {
     FILTERS.iter().find(|(n, _)| *n == filter).map(|(_, c)| *c)
 }

@@ -219,11 +219,11 @@ impl Stream {
         for rule in matched.get(self.logged..).unwrap_or_default() {
             if let Some(line) = &rule.log_line {
                 let _ = hostcalls::log(LogLevel::Warn, &format!("meshward-{FILTER}: {line}"));
+                self.state.count(&format!(
+                    "meshward_waf_rule_matches_total{{rule=\"{}\"}}",
+                    rule.id
+                ));
             }
-            self.state.count(&format!(
-                "meshward_waf_rule_matches_total{{rule=\"{}\"}}",
-                rule.id
-            ));
         }
         self.logged = matched.len();
     }
@@ -236,9 +236,11 @@ impl Stream {
             .or_else(|| tx.tx("anomaly_score"))
             .map(transaction::atoi)
             .unwrap_or(0);
+        // The rules that alerted; `nolog` flow-control rules are left out.
         let rules: Vec<String> = tx
             .matched_rules()
             .iter()
+            .filter(|r| r.log_line.is_some())
             .map(|r| r.id.to_string())
             .collect();
         let decision = match (interruption, tx.detected()) {

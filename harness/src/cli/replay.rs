@@ -26,6 +26,9 @@ pub struct Args {
     /// Show these response headers on each line (repeatable), e.g. retry-after.
     #[arg(long = "show-response")]
     pub show_response: Vec<String>,
+    /// Show these filter-state keys on each line (repeatable), e.g. meshward.waf.rules.
+    #[arg(long = "show-filter-state")]
+    pub show_filter_state: Vec<String>,
     /// Write the audit records the audit filter logged (JSON lines) to this file.
     #[arg(long)]
     pub audit_records: Option<PathBuf>,
@@ -122,6 +125,11 @@ fn extras(outcome: &meshward_harness::Outcome, args: &Args) -> String {
     for name in &args.show_response {
         if let Some(v) = outcome.response.get(name) {
             out.push_str(&format!("\n{:>6}{:<46}  ↳ response {name}: {v}", "", ""));
+        }
+    }
+    for key in &args.show_filter_state {
+        if let Some(v) = outcome.filter_state_text(key).filter(|v| !v.is_empty()) {
+            out.push_str(&format!("\n{:>6}{:<46}  ↳ {key}: {v}", "", ""));
         }
     }
     out
