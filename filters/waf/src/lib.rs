@@ -244,6 +244,9 @@ impl Stream {
             .map(|r| r.id.to_string())
             .collect();
         let decision = match (interruption, tx.detected()) {
+            (Some(i), _) if i.rule_id == 0 => {
+                Decision::new(Outcome::Deny).with_reason("body_too_large")
+            }
             (Some(i), _) => Decision::new(Outcome::Deny)
                 .with_rule(i.rule_id.to_string())
                 .with_reason("waf_rule"),
@@ -269,7 +272,12 @@ impl Stream {
         if interruption.phase <= 2 {
             self.publish(Some(interruption));
         }
-        let reason = format!("rule {}", interruption.rule_id);
+        // Rule ids start at 1: 0 is a body past its limit (`reject_oversize`).
+        let reason = match (interruption.rule_id, interruption.phase) {
+            (0, 2) => "request body too large".to_string(),
+            (0, _) => "response body too large".to_string(),
+            (id, _) => format!("rule {id}"),
+        };
         let body = meshward_shared::local_reply::json_body(
             "request blocked by the WAF",
             Some(&reason),
