@@ -312,15 +312,7 @@ impl Runner {
     }
 
     fn send(&mut self, input: &Input, d: envoy::Delivered) -> (Observed, Option<String>) {
-        let mut request = Request::new(&d.method, &d.path)
-            .authority(&d.authority)
-            .scheme(&d.scheme)
-            .protocol(&d.protocol)
-            .destination(&destination(input))
-            .body(d.body);
-        for (name, value) in &d.headers {
-            request = request.header(name, value);
-        }
+        let request = harness_request(input, d);
         self.backend.borrow_mut().stage_response = input.response.as_ref().map(albedo::Spec::from);
         let outcome = self.proxy.send(request);
         self.backend.borrow_mut().stage_response = None;
@@ -394,6 +386,40 @@ impl Runner {
 }
 
 /// `destination.address`: the stage's `dest_addr:port` (`localhost` is `127.0.0.1`).
+/// The request a filter in Envoy receives for what Envoy delivered.
+fn harness_request(input: &Input, d: envoy::Delivered) -> Request {
+    let mut request = Request::new(&d.method, &d.path)
+        .authority(&d.authority)
+        .scheme(&d.scheme)
+        .protocol(&d.protocol)
+        .destination(&destination(input))
+        .body(d.body);
+    for (name, value) in &d.headers {
+        request = request.header(name, value);
+    }
+    request
+}
+
+/// Every stage of the suite as the request a WAF in an Envoy sidecar receives,
+/// in suite order; stages Envoy answers itself or that cannot be built are left
+/// out. This is the corpus `meshward bench-waf` times.
+pub fn corpus(suite: &Suite) -> Vec<Request> {
+    let mut requests = Vec::new();
+    for file in &suite.files {
+        for test in &file.tests {
+            for stage in &test.stages {
+                let Ok(raw) = request::build(&stage.input, &[]) else {
+                    continue;
+                };
+                if let Arrival::Delivered(d) = envoy::receive(&raw) {
+                    requests.push(harness_request(&stage.input, d));
+                }
+            }
+        }
+    }
+    requests
+}
+
 fn destination(input: &Input) -> String {
     let addr = match input.dest_addr.as_deref() {
         None | Some("localhost") => "127.0.0.1",

@@ -25,6 +25,8 @@ enum Command {
     Replay(cli::replay::Args),
     /// Measure the chain's per-request cost against a pass-through filter in the same run.
     Bench(cli::bench::Args),
+    /// Measure the WAF with OWASP CRS: VM start, memory per VM, per-request cost on CRS's corpus.
+    BenchWaf(cli::bench_waf::Args),
     /// Write an Envoy bootstrap (YAML) that runs the manifests' filters behind an mTLS listener.
     EnvoyConfig(cli::envoy_config::Args),
     /// Build, push, pull and pin the filters' OCI images (Istio's compat and oci formats).
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(args),
         Command::Replay(args) => cli::replay::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::BenchWaf(args) => cli::bench_waf::run(args),
         Command::EnvoyConfig(args) => cli::envoy_config::run(args),
         Command::Oci(args) => cli::oci::run(args),
         Command::Validate(args) => cli::validate::run(args),

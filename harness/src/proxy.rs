@@ -284,6 +284,9 @@ enum Flow {
     /// Iteration went through every filter.
     Through,
     LocalReply(Reply),
+    /// A local reply sent after the response headers went downstream: Envoy
+    /// cannot replace what the client already has, so it resets the stream.
+    LateLocalReply(Reply),
     Reset,
     /// A filter paused and nothing left could resume it.
     Stalled,
@@ -494,6 +497,20 @@ impl Proxy {
     /// CAS_MISMATCH, as if another worker had written first.
     pub fn inject_cas_mismatches(&mut self, n: usize) {
         self.process.borrow_mut().injected_cas_mismatches = n;
+    }
+
+    /// Linear memory of each VM that serves streams, by plugin name: one
+    /// entry per worker VM (the main-thread VM is left out).
+    pub fn vm_memory_bytes(&self) -> Vec<(String, usize)> {
+        self.plugins
+            .iter()
+            .flat_map(|p| {
+                p.vms
+                    .iter()
+                    .take(self.workers)
+                    .map(|vm| (p.spec.name.clone(), vm.memory_bytes()))
+            })
+            .collect()
     }
 
     pub fn workers(&self) -> usize {
@@ -861,7 +878,10 @@ impl Proxy {
                 exchange.borrow_mut().response_code_details = "via_upstream".into();
                 self.respond(&mut stream, answer, None)
             }
-            (Flow::LocalReply(reply), _) => self.local_reply(&mut stream, reply),
+            // On the request path nothing has gone downstream yet.
+            (Flow::LocalReply(reply) | Flow::LateLocalReply(reply), _) => {
+                self.local_reply(&mut stream, reply)
+            }
             (Flow::Reset, _) | (Flow::Stalled, _) => {
                 reset = true;
                 (Response::new(0), None)
@@ -1069,6 +1089,11 @@ impl Proxy {
         };
         let mut out = Vec::new();
         let last = chunks.len();
+        // Past this point the response headers are downstream.
+        let late = |flow: Flow| match (dir, flow) {
+            (Dir::Response, Flow::LocalReply(reply)) => Flow::LateLocalReply(reply),
+            (_, flow) => flow,
+        };
         for (k, chunk) in chunks.into_iter().enumerate() {
             let end = k + 1 == last && !has_trailers;
             let mut data = Some(chunk);
@@ -1077,7 +1102,7 @@ impl Proxy {
                 match self.run_body(stream, s, dir, input, end) {
                     BodyResult::Passed(bytes) => data = Some(bytes),
                     BodyResult::Held => break,
-                    BodyResult::Stop(flow) => return (flow, out),
+                    BodyResult::Stop(flow) => return (late(flow), Vec::new()),
                 }
             }
             if let Some(bytes) = data {
@@ -1094,7 +1119,7 @@ impl Proxy {
                 }
                 match self.run_stage(stream, s, dir, Stage::Trailers, true) {
                     StageResult::Next { .. } => {}
-                    StageResult::Stop(flow) => return (flow, out),
+                    StageResult::Stop(flow) => return (late(flow), Vec::new()),
                 }
                 if active {
                     carried = self.release_body(stream, s, dir);
@@ -1434,6 +1459,14 @@ impl Proxy {
                 (response, local)
             }
             Flow::LocalReply(reply) if local.is_none() => self.local_reply(stream, reply),
+            Flow::LateLocalReply(reply) => {
+                stream.exchange.borrow_mut().response_code_details = reply.details.clone();
+                let late = LocalReply {
+                    plugin: reply.plugin,
+                    details: reply.details,
+                };
+                (Response::new(0), local.or(Some(late)))
+            }
             Flow::LocalReply(_) | Flow::Stalled | Flow::Reset => (Response::new(0), local),
         }
     }

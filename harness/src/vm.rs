@@ -294,6 +294,13 @@ impl Vm {
         self.store.data()
     }
 
+    /// The size of the VM's linear memory in bytes (what it has grown to).
+    pub fn memory_bytes(&self) -> usize {
+        self.host()
+            .memory
+            .map_or(0, |memory| memory.data_size(&self.store))
+    }
+
     pub fn host_mut(&mut self) -> &mut HostState {
         self.store.data_mut()
     }

@@ -269,9 +269,7 @@ impl Stream {
             "meshward_waf_blocked_total{{phase=\"{}\"}}",
             interruption.phase
         ));
-        if interruption.phase <= 2 {
-            self.publish(Some(interruption));
-        }
+        self.publish(Some(interruption));
         // Rule ids start at 1: 0 is a body past its limit (`reject_oversize`).
         let reason = match (interruption.rule_id, interruption.phase) {
             (0, 2) => "request body too large".to_string(),
@@ -328,6 +326,18 @@ impl Stream {
     /// A body past its limit with `Reject`: 413 for requests, 500 for responses.
     fn reject_oversize(&mut self, phase: u8) -> Action {
         let status = if phase == 2 { 413 } else { 500 };
+        let (what, limit) = match (&self.tx, phase) {
+            (Some(tx), 2) => ("Request", tx.request_body_limit()),
+            (Some(tx), _) => ("Response", tx.response_body_limit()),
+            (None, _) => ("Body", 0),
+        };
+        let _ = hostcalls::log(
+            LogLevel::Warn,
+            &format!(
+                "meshward-{FILTER}: ModSecurity: {what} body is larger than the configured limit ({limit}); answered {status} [unique_id \"{}\"]",
+                self.request_id
+            ),
+        );
         self.block(&Interruption {
             rule_id: 0,
             status,

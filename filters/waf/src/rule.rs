@@ -6,6 +6,7 @@ use crate::operator::Operator;
 use crate::parser::{split_actions, Location};
 use crate::transform::Transform;
 use crate::variable::{Target, Var};
+use std::rc::Rc;
 
 /// What a matching rule does to the transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,7 +411,7 @@ pub struct Rule {
     pub id: u64,
     pub phase: u8,
     pub targets: Vec<Target>,
-    pub operator: Operator,
+    pub operator: Rc<Operator>,
     pub operator_arg: Option<MacroString>,
     pub negated: bool,
     pub actions: Actions,

@@ -7,12 +7,15 @@ use crate::operator::Operator;
 use crate::parser::{self, Directive, LoadError, Location};
 use crate::rule::{Actions, Disruptive, EngineMode, Rule};
 use crate::variable::parse_targets;
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// Where `Include` and `@pmFromFile` find their files.
 pub trait Sources {
-    /// The files an `Include` pattern names, in order: `(name, text)`.
-    fn include(&self, pattern: &str) -> Result<Vec<(String, String)>, String>;
+    /// The files an `Include` pattern names, in order: `(name, text)`;
+    /// built-in texts are borrowed, not copied (a VM's memory never shrinks).
+    fn include(&self, pattern: &str) -> Result<Vec<(String, Cow<'_, str>)>, String>;
     /// A data file named by `@pmFromFile` / `@ipMatchFromFile`.
     fn data_file(&self, name: &str) -> Result<String, String>;
 }
@@ -121,6 +124,8 @@ struct Loader<'s> {
     /// A rule whose last link had `chain`: the next SecRule joins it.
     open_chain: Option<Rule>,
     depth: usize,
+    /// Compiled operators by (name, argument), shared between rules.
+    operators: HashMap<(String, String), Rc<Operator>>,
 }
 
 impl RuleSet {
@@ -141,6 +146,7 @@ impl RuleSet {
             defaults: Default::default(),
             open_chain: None,
             depth: 0,
+            operators: HashMap::new(),
         };
         let mut last = Location {
             file: "config".into(),
@@ -391,10 +397,12 @@ impl Loader<'_> {
             return Err(err("SecAction takes one argument".into()));
         }
         let actions = Actions::parse(text).map_err(|e| err(format!("SecAction: {e}")))?;
-        let operator = Operator::compile("unconditionalMatch", "", &|_| {
-            Err("no data files for SecAction".to_string())
-        })
-        .map_err(err)?;
+        let operator = Rc::new(
+            Operator::compile("unconditionalMatch", "", &|_| {
+                Err("no data files for SecAction".to_string())
+            })
+            .map_err(err)?,
+        );
         let rule = Rule {
             id: actions.id.unwrap_or(0),
             phase: 0,
@@ -411,7 +419,10 @@ impl Loader<'_> {
     }
 
     /// `"!@rx foo"` → (negated, operator, macro argument if any).
-    fn operator(&self, text: &str) -> Result<(bool, Operator, Option<MacroString>), String> {
+    fn operator(
+        &mut self,
+        text: &str,
+    ) -> Result<(bool, Rc<Operator>, Option<MacroString>), String> {
         let text = text.trim_start();
         let (negated, text) = match text.strip_prefix('!') {
             Some(rest) => (true, rest.trim_start()),
@@ -424,9 +435,27 @@ impl Loader<'_> {
             },
             None => ("rx", text),
         };
-        let sources = self.sources;
-        let operator = Operator::compile(name, argument, &|file| sources.data_file(file))
-            .map_err(|e| format!("@{name}: {e}"))?;
+        // CRS repeats some patterns across rules: each is compiled once per VM.
+        let key = (name.to_ascii_lowercase(), argument.to_string());
+        let operator = match self.operators.get(&key) {
+            Some(op) => Rc::clone(op),
+            None => {
+                let sources = self.sources;
+                let op = Operator::compile(name, argument, &|file| sources.data_file(file))
+                    .map_err(|e| {
+                        // One log line: regex errors span several lines.
+                        let e = e.split_whitespace().collect::<Vec<_>>().join(" ");
+                        if e.starts_with('@') {
+                            e
+                        } else {
+                            format!("@{name}: {e}")
+                        }
+                    })?;
+                let op = Rc::new(op);
+                self.operators.insert(key, Rc::clone(&op));
+                op
+            }
+        };
         let macro_arg = operator.has_macros().then(|| MacroString::parse(argument));
         Ok((negated, operator, macro_arg))
     }

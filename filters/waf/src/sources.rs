@@ -3,6 +3,7 @@
 //! given in `pluginConfig.files`.
 
 use crate::ruleset::Sources;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 mod embedded {
@@ -31,8 +32,9 @@ impl Library<'_> {
 }
 
 impl Sources for Library<'_> {
-    fn include(&self, pattern: &str) -> Result<Vec<(String, String)>, String> {
-        let one = |name: &str, text: &str| Ok(vec![(name.to_string(), text.to_string())]);
+    fn include(&self, pattern: &str) -> Result<Vec<(String, Cow<'_, str>)>, String> {
+        let one =
+            |name: &str, text: &'static str| Ok(vec![(name.to_string(), Cow::Borrowed(text))]);
         match pattern {
             "@recommended" | "@recommended-conf" => return one("@recommended", RECOMMENDED),
             "@meshward-baseline" => return one("@meshward-baseline", BASELINE),
@@ -45,12 +47,12 @@ impl Sources for Library<'_> {
             _ => {}
         }
         if let Some(glob) = pattern.strip_prefix("@owasp_crs/") {
-            let matched: Vec<(String, String)> = embedded::CRS_FILES
+            let matched: Vec<(String, Cow<'_, str>)> = embedded::CRS_FILES
                 .iter()
                 .filter_map(|(name, text)| {
                     let file = name.strip_prefix("rules/")?;
                     (file.ends_with(".conf") && glob_match(glob, file))
-                        .then(|| (format!("@owasp_crs/{file}"), (*text).to_string()))
+                        .then(|| (format!("@owasp_crs/{file}"), Cow::Borrowed(*text)))
                 })
                 .collect();
             if embedded::CRS_FILES.is_empty() {
@@ -62,7 +64,7 @@ impl Sources for Library<'_> {
             return Ok(matched);
         }
         if let Some(text) = self.files.get(pattern) {
-            return one(pattern, text);
+            return Ok(vec![(pattern.to_string(), Cow::Borrowed(text.as_str()))]);
         }
         Err(format!(
             "unknown include `{pattern}`: use @recommended, @meshward-baseline, @crs-setup, \

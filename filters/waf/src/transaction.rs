@@ -278,7 +278,7 @@ impl Transaction {
 
     /// Adds request body bytes, honouring `SecRequestBodyLimit`.
     pub fn append_request_body(&mut self, chunk: &[u8]) -> BodyLimit {
-        let limit = self.request_body_limit;
+        let limit = self.request_body_limit();
         let room = limit.saturating_sub(self.body.len());
         if chunk.len() <= room {
             self.body.extend_from_slice(chunk);
@@ -377,8 +377,14 @@ impl Transaction {
         self.tx.get(&key.to_ascii_lowercase()).map(Vec::as_slice)
     }
 
+    /// The limit the request body is held to (the no-files limit unless multipart).
     pub fn request_body_limit(&self) -> usize {
-        self.request_body_limit
+        if self.processor == Some(Processor::Multipart) {
+            self.request_body_limit
+        } else {
+            self.request_body_limit
+                .min(self.rules.settings.request_body_no_files_limit)
+        }
     }
 
     pub fn response_body_limit(&self) -> usize {
@@ -448,14 +454,6 @@ impl Transaction {
                 .get_or_insert_with(|| format!("more than {limit} arguments"));
             let room = limit.saturating_sub(self.args_get.len());
             self.args_post.truncate(room);
-        }
-        if self.processor != Some(Processor::Multipart) {
-            let no_files_limit = self.rules.settings.request_body_no_files_limit;
-            if self.body.len() > no_files_limit {
-                self.inbound_data_error = true;
-                self.body_error
-                    .get_or_insert_with(|| format!("body larger than {no_files_limit} bytes"));
-            }
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bench_waf;
 pub mod chain;
 pub mod envoy_config;
 pub mod ftw;
