@@ -319,7 +319,8 @@ fn parse_setvar(v: &str) -> Result<SetVar, String> {
     };
     Ok(SetVar {
         collection,
-        key: MacroString::parse(key),
+        // TX keys are case-insensitive; macro names are upper-cased by the parse.
+        key: MacroString::parse(&key.to_ascii_lowercase()),
         op,
     })
 }

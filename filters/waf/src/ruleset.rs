@@ -81,6 +81,9 @@ pub struct RuleSet {
     pub settings: Settings,
     /// Rule id → (phase index, position), for updates by id.
     ids: HashMap<u64, (usize, usize)>,
+    /// Per phase and position: where a matching rule's `skipAfter` resumes
+    /// (just after its marker), resolved once at load.
+    resume: [Vec<Option<usize>>; 5],
 }
 
 /// Directives that tune a web server's ModSecurity module and mean nothing
@@ -165,7 +168,36 @@ impl RuleSet {
             ));
         }
         let _ = last;
-        Ok(loader.set)
+        let mut set = loader.set;
+        set.resolve_skips();
+        Ok(set)
+    }
+
+    /// For every rule with `skipAfter:<marker>`, the position after the next
+    /// marker of that name in its phase.
+    fn resolve_skips(&mut self) {
+        for (phase, items) in self.phases.iter().enumerate() {
+            let resume = items
+                .iter()
+                .enumerate()
+                .map(|(position, item)| {
+                    let Item::Rule(rule) = item else { return None };
+                    let marker = rule.actions.skip_after.as_deref()?;
+                    items[position..]
+                        .iter()
+                        .position(|i| matches!(i, Item::Marker(m) if m == marker))
+                        .map(|offset| position + offset + 1)
+                })
+                .collect();
+            self.resume[phase] = resume;
+        }
+    }
+
+    /// Where a matching rule's `skipAfter` resumes in phase index `phase`:
+    /// just after its marker, or `None` when the phase has no such marker
+    /// after it.
+    pub fn resume_after(&self, phase: usize, position: usize) -> Option<usize> {
+        *self.resume.get(phase)?.get(position)?
     }
 
     /// The number of rules (chain starters and SecActions).

@@ -468,22 +468,21 @@ impl Transaction {
             _ => {}
         }
         let rules = Rc::clone(&self.rules);
-        let items = rules.phases.get(usize::from(phase) - 1)?;
-        let mut skip_after: Option<&str> = None;
+        let phase_index = usize::from(phase) - 1;
+        let items = rules.phases.get(phase_index)?;
+        // `skipAfter` a rule id (not a marker): skip until that rule has passed.
+        let mut skip_past_rule: Option<u64> = None;
         let mut skip = 0u32;
-        for item in items {
-            let rule = match item {
-                Item::Marker(name) => {
-                    if skip_after == Some(name.as_str()) {
-                        skip_after = None;
-                    }
-                    continue;
-                }
-                Item::Rule(rule) => rule,
+        let mut next = 0;
+        while let Some(item) = items.get(next) {
+            let position = next;
+            next += 1;
+            let Item::Rule(rule) = item else {
+                continue;
             };
-            if let Some(target) = skip_after {
-                if target.parse::<u64>().ok() == Some(rule.id) {
-                    skip_after = None;
+            if let Some(id) = skip_past_rule {
+                if id == rule.id {
+                    skip_past_rule = None;
                 }
                 continue;
             }
@@ -498,7 +497,14 @@ impl Transaction {
                 continue;
             }
             if let Some(marker) = &rule.actions.skip_after {
-                skip_after = Some(marker.as_str());
+                match rules.resume_after(phase_index, position) {
+                    Some(resume) => next = resume,
+                    None => match marker.parse::<u64>() {
+                        Ok(id) => skip_past_rule = Some(id),
+                        // ModSecurity: a marker missing from this phase skips the rest.
+                        Err(_) => next = items.len(),
+                    },
+                }
             }
             skip = rule.actions.skip;
             match &rule.actions.disruptive {
@@ -549,6 +555,10 @@ impl Transaction {
     /// Evaluates a rule and its chain; on a full match logs it. Returns
     /// whether the whole chain matched.
     fn evaluate(&mut self, rule: &Rule) -> bool {
+        // MATCHED_VAR outlives the rule that set it; MATCHED_VARS does not.
+        if let Some(last) = self.matched_vars.pop() {
+            self.matched_var = Some(last);
+        }
         self.matched_vars.clear();
         let mut link = Some(rule);
         while let Some(current) = link {
@@ -578,8 +588,7 @@ impl Transaction {
                     self.tx.insert(i.to_string(), c);
                 }
             }
-            self.matched_vars.push((m.name.clone(), m.value.clone()));
-            self.matched_var = Some((m.name, m.value));
+            self.matched_vars.push((m.name, m.value));
             self.run_effects(link, starter);
         }
         true
@@ -660,8 +669,9 @@ impl Transaction {
             let start = out.len();
             self.target_values(target, &mut out);
             if !exclusions.is_empty() {
-                let mut kept = Vec::with_capacity(out.len() - start);
-                for v in out.drain(start..) {
+                let mut kept = start;
+                for i in start..out.len() {
+                    let v = &out[i];
                     let excluded = exclusions.iter().any(|x| {
                         x.var == v.var
                             && match (&x.selector, v.key) {
@@ -671,10 +681,11 @@ impl Transaction {
                             }
                     });
                     if !excluded {
-                        kept.push(v);
+                        out.swap(kept, i);
+                        kept += 1;
                     }
                 }
-                out.extend(kept);
+                out.truncate(kept);
             }
             if target.count {
                 let n = out.len() - start;
@@ -682,7 +693,7 @@ impl Transaction {
                 out.push(Value {
                     var: target.var,
                     key: None,
-                    bytes: Cow::Owned(n.to_string().into_bytes()),
+                    bytes: number(n),
                 });
             }
         }
@@ -945,12 +956,12 @@ impl Transaction {
                 }
             }
             Var::MatchedVar => {
-                if let Some((_, v)) = &self.matched_var {
+                if let Some((_, v)) = self.last_match() {
                     scalar(Cow::Borrowed(v))
                 }
             }
             Var::MatchedVarName => {
-                if let Some((n, _)) = &self.matched_var {
+                if let Some((n, _)) = self.last_match() {
                     scalar(Cow::Borrowed(n.as_bytes()))
                 }
             }
@@ -997,6 +1008,11 @@ impl Transaction {
             )),
             Var::TimeEpoch => scalar(Cow::Owned(self.time_epoch.to_string().into_bytes())),
         }
+    }
+
+    /// MATCHED_VAR / MATCHED_VAR_NAME: the latest match of this or an earlier rule.
+    fn last_match(&self) -> Option<&(String, Vec<u8>)> {
+        self.matched_vars.last().or(self.matched_var.as_ref())
     }
 
     fn request_line(&self) -> Vec<u8> {
@@ -1086,8 +1102,13 @@ impl Transaction {
         for effect in &link.actions.effects {
             match effect {
                 Effect::SetVar(set) => {
-                    let key = String::from_utf8_lossy(&self.expand(&set.key, Some(starter)))
-                        .to_ascii_lowercase();
+                    // Keys are lower-cased when parsed; only macros need work here.
+                    let key = if set.key.has_macros() {
+                        String::from_utf8_lossy(&self.expand(&set.key, Some(starter)))
+                            .to_ascii_lowercase()
+                    } else {
+                        set.key.raw.clone()
+                    };
                     let new = match &set.op {
                         SetOp::Delete => None,
                         SetOp::Set(v) => Some(self.expand(v, Some(starter)).into_owned()),
@@ -1172,24 +1193,23 @@ impl Transaction {
         if let Some(s) = a.severity {
             self.highest_severity = self.highest_severity.min(s);
         }
-        let msg = a
-            .msg
-            .as_ref()
-            .map(|m| String::from_utf8_lossy(&self.expand(m, Some(rule))).into_owned())
-            .unwrap_or_default();
-        let data = a
-            .logdata
-            .as_ref()
-            .map(|m| String::from_utf8_lossy(&self.expand(m, Some(rule))).into_owned())
-            .unwrap_or_default();
-        let log_line = rule.logs().then(|| self.log_line(rule, &msg, &data));
+        // Only what is logged is worth expanding (most matches are `nolog`
+        // flow control: paranoia-level skips, setup).
+        let logs = rule.logs();
+        let text = |m: &Option<MacroString>| match m {
+            Some(m) if logs => String::from_utf8_lossy(&self.expand(m, Some(rule))).into_owned(),
+            _ => String::new(),
+        };
+        let msg = text(&a.msg);
+        let data = text(&a.logdata);
+        let log_line = logs.then(|| self.log_line(rule, &msg, &data));
         self.matched.push(MatchedRule {
             id: rule.id,
             phase: rule.phase,
             msg,
             data,
             severity: a.severity,
-            tags: a.tags.clone(),
+            tags: if logs { a.tags.clone() } else { Vec::new() },
             log_line,
         });
     }
@@ -1199,7 +1219,7 @@ impl Transaction {
     fn log_line(&self, rule: &Rule, msg: &str, data: &str) -> String {
         let a = &rule.actions;
         let mut line = String::from("ModSecurity: Warning. ");
-        if let Some((name, value)) = &self.matched_var {
+        if let Some((name, value)) = self.last_match() {
             let _ = write!(
                 line,
                 "Matched \"Operator `{}' with parameter `{}' against variable `{}' (Value: `{}' )\" ",
@@ -1235,6 +1255,15 @@ impl Transaction {
             escape(self.unique_id.as_bytes()),
         );
         line
+    }
+}
+
+/// A count as text; the usual small ones without allocating.
+fn number(n: usize) -> Cow<'static, [u8]> {
+    const DIGITS: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
+    match DIGITS.get(n) {
+        Some(d) => Cow::Borrowed(d),
+        None => Cow::Owned(n.to_string().into_bytes()),
     }
 }
 
