@@ -75,6 +75,10 @@ bench: build host
 			--requests scenarios/bench-$$f.jsonl --max-ratio 2 $$( [ $$f = ratelimit ] && echo --workers 4 --advance-us 200 ) || exit 1; \
 		echo; \
 	done
+	@echo "== waf: OWASP CRS, paranoia level 1 (the mesh's configuration) and 4 (DetectionOnly, every rule)"
+	$(MESHWARD_FAST) bench-waf --tests $(MESHWARD_CRS_DIR) --max-memory-mib 32
+	$(MESHWARD_FAST) bench-waf --tests $(MESHWARD_CRS_DIR) --paranoia 4 --detection-only --max-memory-mib 32
+	@echo
 	@echo "== the whole chain"
 	MESHWARD_AUDIT_KEY_K1=$(DEMO_AUDIT_KEY) $(MESHWARD_FAST) bench --plugins wasmplugins/base \
 		--requests scenarios/bench-tenant.jsonl --workers 4
