@@ -414,6 +414,11 @@ impl Transaction {
         if self.processor.is_none() && self.force_body_variable {
             self.processor = Some(Processor::UrlEncoded);
         }
+        // No body, nothing to parse: a bodiless GET that names an XML or JSON
+        // type is not a parse error.
+        if self.body.is_empty() {
+            return;
+        }
         match self.processor {
             Some(Processor::UrlEncoded) => {
                 self.args_post = body::parse_urlencoded(&self.body);
