@@ -138,4 +138,17 @@ impl Settings {
     pub fn default_set(&self) -> &Rc<RuleSet> {
         &self.default
     }
+
+    /// Notes about directives accepted without effect, from every set.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = self.default.notes.clone();
+        for (_, set) in &self.per_authority {
+            for note in &set.notes {
+                if !notes.contains(note) {
+                    notes.push(note.clone());
+                }
+            }
+        }
+        notes
+    }
 }

@@ -104,6 +104,9 @@ impl RootContext for Root {
                         }
                     ),
                 );
+                for note in settings.notes() {
+                    let _ = hostcalls::log(LogLevel::Info, &format!("meshward-{FILTER}: {note}"));
+                }
                 *self.state.settings.borrow_mut() = Some(Rc::new(settings));
                 true
             }

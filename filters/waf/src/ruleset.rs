@@ -81,6 +81,9 @@ pub struct RuleSet {
     pub settings: Settings,
     /// Rule id → (phase index, position), for updates by id.
     ids: HashMap<u64, (usize, usize)>,
+    /// Directives accepted without effect (web-server settings), one note
+    /// each with its location, which the filter logs at configure.
+    pub notes: Vec<String>,
     /// Per phase and position: where a matching rule's `skipAfter` resumes
     /// (just after its marker), resolved once at load.
     resume: [Vec<Option<usize>>; 5],
@@ -384,7 +387,13 @@ impl Loader<'_> {
             }
             _ if HOST_ONLY_DIRECTIVES
                 .iter()
-                .any(|h| h.eq_ignore_ascii_case(name)) => {}
+                .any(|h| h.eq_ignore_ascii_case(name)) =>
+            {
+                self.set.notes.push(format!(
+                    "{}: {name} has no effect in a proxy filter (no disk, audit log or backtracking regexes)",
+                    d.location
+                ));
+            }
             _ => return Err(err(format!("unsupported directive `{name}`"))),
         }
         Ok(())
