@@ -7,6 +7,7 @@ pub mod audit;
 pub mod config;
 pub mod filter_state;
 pub mod local_reply;
+pub mod metrics;
 pub mod principal;
 pub mod spiffe;
 pub mod svid;

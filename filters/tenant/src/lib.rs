@@ -19,11 +19,11 @@ use config::Settings;
 use engine::{Engine, Evaluation};
 use identity::{IdentityCache, PeerIdentity};
 use meshward_shared::filter_state;
+use meshward_shared::metrics::Counters;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -48,7 +48,7 @@ pub fn root_context(_context_id: u32) -> Box<dyn RootContext> {
 struct State {
     engine: RefCell<Option<Rc<Engine>>>,
     cache: RefCell<IdentityCache>,
-    metrics: RefCell<HashMap<String, u32>>,
+    metrics: Counters,
 }
 
 impl Default for State {
@@ -56,27 +56,15 @@ impl Default for State {
         State {
             engine: RefCell::new(None),
             cache: RefCell::new(IdentityCache::new(config::DEFAULT_IDENTITY_CACHE_SIZE)),
-            metrics: RefCell::new(HashMap::new()),
+            metrics: Counters::default(),
         }
     }
 }
 
 impl State {
-    /// Increments a counter, defining it on first use. Names come from a
-    /// bounded set (`engine::metric_names`), so the map stays small.
+    /// Increments a counter; names come from a bounded set (`engine::metric_names`).
     fn count(&self, name: &str) {
-        let mut metrics = self.metrics.borrow_mut();
-        let id = match metrics.get(name) {
-            Some(id) => *id,
-            None => match hostcalls::define_metric(MetricType::Counter, name) {
-                Ok(id) => {
-                    metrics.insert(name.to_string(), id);
-                    id
-                }
-                Err(_) => return,
-            },
-        };
-        let _ = hostcalls::increment_metric(id, 1);
+        self.metrics.count(name);
     }
 }
 

@@ -23,12 +23,12 @@ pub mod variable;
 
 use config::Settings;
 use meshward_shared::filter_state::{self, Decision, Outcome};
+use meshward_shared::metrics::Counters;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 use rule::EngineMode;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use transaction::{BodyLimit, Connection, Interruption, Transaction};
 
@@ -58,24 +58,13 @@ pub fn validate_config(bytes: &[u8]) -> Result<(), meshward_shared::config::Conf
 #[derive(Default)]
 struct State {
     settings: RefCell<Option<Rc<Settings>>>,
-    metrics: RefCell<HashMap<String, u32>>,
+    metrics: Counters,
     requests: Cell<u64>,
 }
 
 impl State {
     fn count(&self, name: &str) {
-        let mut metrics = self.metrics.borrow_mut();
-        let id = match metrics.get(name) {
-            Some(id) => *id,
-            None => match hostcalls::define_metric(MetricType::Counter, name) {
-                Ok(id) => {
-                    metrics.insert(name.to_string(), id);
-                    id
-                }
-                Err(_) => return,
-            },
-        };
-        let _ = hostcalls::increment_metric(id, 1);
+        self.metrics.count(name);
     }
 }
 
@@ -132,6 +121,12 @@ impl RootContext for Root {
             replied: false,
         }))
     }
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Request,
+    Response,
 }
 
 struct Stream {
@@ -326,6 +321,44 @@ impl Stream {
         }
     }
 
+    /// A body callback (or trailers, which end the body): holds the body
+    /// until it is complete or past its limit, then runs phase 2 or 4.
+    fn body_arrived(&mut self, dir: Direction, body_size: usize, end_of_stream: bool) -> Action {
+        let held = match dir {
+            Direction::Request => self.buffering_request,
+            Direction::Response => self.buffering_response,
+        };
+        let Some(tx) = self.tx.as_ref().filter(|_| held && !self.replied) else {
+            return Action::Continue;
+        };
+        let limit = match dir {
+            Direction::Request => tx.request_body_limit(),
+            Direction::Response => tx.response_body_limit(),
+        };
+        if !end_of_stream && body_size <= limit {
+            return Action::Pause;
+        }
+        // One byte past the limit is enough to know it was passed.
+        let size = body_size.min(limit.saturating_add(1));
+        let body = match dir {
+            Direction::Request => self.get_http_request_body(0, size),
+            Direction::Response => self.get_http_response_body(0, size),
+        }
+        .unwrap_or_default();
+        let Some(tx) = self.tx.as_mut() else {
+            return Action::Continue;
+        };
+        let (limit, phase) = match dir {
+            Direction::Request => (tx.append_request_body(&body), 2),
+            Direction::Response => (tx.append_response_body(&body), 4),
+        };
+        match (limit, dir) {
+            (BodyLimit::Reject, _) if tx.mode() == EngineMode::On => self.reject_oversize(phase),
+            (_, Direction::Request) => self.request_body_done(),
+            (_, Direction::Response) => self.response_body_done(),
+        }
+    }
+
     /// A body past its limit with `Reject`: 413 for requests, 500 for responses.
     fn reject_oversize(&mut self, phase: u8) -> Action {
         let status = if phase == 2 { 413 } else { 500 };
@@ -380,42 +413,11 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.buffering_request || self.replied {
-            return Action::Continue;
-        }
-        let Some(tx) = self.tx.as_mut() else {
-            return Action::Continue;
-        };
-        let limit = tx.request_body_limit();
-        if !end_of_stream && body_size <= limit {
-            return Action::Pause;
-        }
-        let body = self
-            .get_http_request_body(0, body_size.min(limit.saturating_add(1)))
-            .unwrap_or_default();
-        let Some(tx) = self.tx.as_mut() else {
-            return Action::Continue;
-        };
-        match tx.append_request_body(&body) {
-            BodyLimit::Reject if tx.mode() == EngineMode::On => self.reject_oversize(2),
-            _ => self.request_body_done(),
-        }
+        self.body_arrived(Direction::Request, body_size, end_of_stream)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        if !self.buffering_request || self.replied {
-            return Action::Continue;
-        }
-        let body = self
-            .get_http_request_body(0, usize::MAX)
-            .unwrap_or_default();
-        let Some(tx) = self.tx.as_mut() else {
-            return Action::Continue;
-        };
-        match tx.append_request_body(&body) {
-            BodyLimit::Reject if tx.mode() == EngineMode::On => self.reject_oversize(2),
-            _ => self.request_body_done(),
-        }
+        self.body_arrived(Direction::Request, usize::MAX, true)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -457,42 +459,11 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.buffering_response || self.replied {
-            return Action::Continue;
-        }
-        let Some(tx) = self.tx.as_ref() else {
-            return Action::Continue;
-        };
-        let limit = tx.response_body_limit();
-        if !end_of_stream && body_size <= limit {
-            return Action::Pause;
-        }
-        let body = self
-            .get_http_response_body(0, body_size.min(limit.saturating_add(1)))
-            .unwrap_or_default();
-        let Some(tx) = self.tx.as_mut() else {
-            return Action::Continue;
-        };
-        match tx.append_response_body(&body) {
-            BodyLimit::Reject if tx.mode() == EngineMode::On => self.reject_oversize(4),
-            _ => self.response_body_done(),
-        }
+        self.body_arrived(Direction::Response, body_size, end_of_stream)
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        if !self.buffering_response || self.replied {
-            return Action::Continue;
-        }
-        let body = self
-            .get_http_response_body(0, usize::MAX)
-            .unwrap_or_default();
-        let Some(tx) = self.tx.as_mut() else {
-            return Action::Continue;
-        };
-        match tx.append_response_body(&body) {
-            BodyLimit::Reject if tx.mode() == EngineMode::On => self.reject_oversize(4),
-            _ => self.response_body_done(),
-        }
+        self.body_arrived(Direction::Response, usize::MAX, true)
     }
 
     fn on_log(&mut self) {

@@ -15,6 +15,7 @@
 //! - Arguments ModSecurity silently half-accepts (a `@validateByteRange` piece that is not a
 //!   number, an `@ipMatch` entry that is not an address) are load errors here.
 
+use crate::transform::hex_value;
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard};
@@ -794,15 +795,6 @@ fn parse_pm_content(argument: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -244,7 +244,7 @@ impl Transaction {
         };
         // An absolute URI (`GET http://host/x`) names the file by its path.
         let path = strip_scheme_authority(path);
-        self.filename = percent_decode(path);
+        self.filename = body::percent_decode(path);
         let base_start = self
             .filename
             .iter()
@@ -1329,34 +1329,6 @@ fn strip_scheme_authority(path: &[u8]) -> &[u8] {
     match rest.iter().position(|&b| b == b'/') {
         Some(j) => &rest[j..],
         None => b"/",
-    }
-}
-
-/// `%XX` decoding (not `+`), invalid escapes kept as they are.
-fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        let b = input[i];
-        if b == b'%' && i + 2 < input.len() {
-            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b);
-        i += 1;
-    }
-    out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

@@ -326,7 +326,8 @@ fn is_octal(b: u8) -> bool {
     matches!(b, b'0'..=b'7')
 }
 
-fn hex_value(b: u8) -> Option<u8> {
+/// A hexadecimal digit's value (shared by the decoders of this crate).
+pub(crate) fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

@@ -30,6 +30,7 @@ mod xml;
 pub use json::parse_json;
 pub use multipart::{parse_multipart, FilePart, Multipart, MultipartFlags};
 pub use urlencoded::parse_urlencoded;
+pub(crate) use urlencoded::percent_decode;
 pub use xml::{parse_xml, Xml};
 
 /// How many bytes of names and values a processor may return for a body of `input_len` bytes.

@@ -2,6 +2,7 @@
 //! `Transaction::extractArguments` splits and decodes them.
 
 use super::Pair;
+use crate::transform::hex_value;
 
 /// Query strings and application/x-www-form-urlencoded bodies, ModSecurity semantics: split on
 /// `&` (ModSecurity's default argument separator), name=value split at the first `=`, a part
@@ -33,14 +34,26 @@ pub fn parse_urlencoded(input: &[u8]) -> Vec<Pair> {
 /// ModSecurity's `urldecode_nonstrict_inplace`: `+` is a space, `%` with two hex digits is that
 /// byte, any other `%` stays as it is.
 fn url_decode(input: &[u8]) -> Vec<u8> {
-    if !input.iter().any(|&b| b == b'%' || b == b'+') {
+    decode(input, true)
+}
+
+/// `%XX` decoding of a path (`+` stays a plus), as REQUEST_FILENAME holds it.
+pub(crate) fn percent_decode(input: &[u8]) -> Vec<u8> {
+    decode(input, false)
+}
+
+fn decode(input: &[u8], plus_is_space: bool) -> Vec<u8> {
+    if !input
+        .iter()
+        .any(|&b| b == b'%' || (plus_is_space && b == b'+'))
+    {
         return input.to_vec();
     }
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while let Some(&b) = input.get(i) {
         match b {
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -64,15 +77,6 @@ fn url_decode(input: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
