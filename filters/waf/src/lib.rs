@@ -321,6 +321,39 @@ impl Stream {
         }
     }
 
+    /// After phase 1 or 3: block, run the body phase now (no body, or no body
+    /// access), or hold the body for it. Envoy turns a Pause in a headers
+    /// callback into "stop all", after which no body callback runs, so the
+    /// headers go on and the body is held in the body callbacks instead; a
+    /// block in phase 4 then resets the stream and the client never gets the
+    /// body.
+    fn headers_done(
+        &mut self,
+        dir: Direction,
+        interruption: Option<Interruption>,
+        end_of_stream: bool,
+    ) -> Action {
+        self.flush_logs();
+        if let Some(i) = interruption {
+            return self.block(&i);
+        }
+        let wants_body = self.tx.as_ref().is_some_and(|tx| match dir {
+            Direction::Request => tx.wants_request_body(),
+            Direction::Response => tx.wants_response_body(),
+        });
+        if end_of_stream || !wants_body {
+            return match dir {
+                Direction::Request => self.request_body_done(),
+                Direction::Response => self.response_body_done(),
+            };
+        }
+        match dir {
+            Direction::Request => self.buffering_request = true,
+            Direction::Response => self.buffering_response = true,
+        }
+        Action::Continue
+    }
+
     /// A body callback (or trailers, which end the body): holds the body
     /// until it is complete or past its limit, then runs phase 2 or 4.
     fn body_arrived(&mut self, dir: Direction, body_size: usize, end_of_stream: bool) -> Action {
@@ -394,22 +427,7 @@ impl HttpContext for Stream {
             .tx
             .as_mut()
             .and_then(Transaction::process_request_headers);
-        self.flush_logs();
-        if let Some(i) = interruption {
-            return self.block(&i);
-        }
-        let wants_body = self
-            .tx
-            .as_ref()
-            .is_some_and(Transaction::wants_request_body);
-        if end_of_stream || !wants_body {
-            return self.request_body_done();
-        }
-        // Envoy turns a Pause here into "stop all", and then no body callback
-        // would run: the headers go on, and the body is held in
-        // `on_http_request_body` until phase 2 has seen all of it.
-        self.buffering_request = true;
-        Action::Continue
+        self.headers_done(Direction::Request, interruption, end_of_stream)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -440,22 +458,7 @@ impl HttpContext for Stream {
             }
         }
         let interruption = tx.process_response_headers();
-        self.flush_logs();
-        if let Some(i) = interruption {
-            return self.block(&i);
-        }
-        let wants_body = self
-            .tx
-            .as_ref()
-            .is_some_and(Transaction::wants_response_body);
-        if end_of_stream || !wants_body {
-            return self.response_body_done();
-        }
-        // As for requests, pausing here would stop the body callbacks: the
-        // headers go on and the body is held until phase 4 has seen it. A
-        // block then resets the stream, so the client never gets the body.
-        self.buffering_response = true;
-        Action::Continue
+        self.headers_done(Direction::Response, interruption, end_of_stream)
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
