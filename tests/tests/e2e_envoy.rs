@@ -437,6 +437,16 @@ fn abi_probe_answers_agree_between_harness_and_envoy() {
 }
 
 #[test]
+fn web_attacks_are_blocked_by_the_waf() {
+    run(scenarios::web_attacks_are_blocked_by_the_waf());
+}
+
+#[test]
+fn a_benign_json_transfer_passes_the_waf() {
+    run(scenarios::a_benign_json_transfer_passes_the_waf());
+}
+
+#[test]
 fn shared_service_accepts_an_authenticated_caller() {
     run(scenarios::shared_service_accepts_an_authenticated_caller());
 }
@@ -687,4 +697,267 @@ fn a_header_value_that_is_not_utf8_traps_no_filter() {
         .filter(|l| l.contains("panicked") || l.contains("wasm trap") || l.contains("unreachable"))
         .collect();
     assert!(traps.is_empty(), "{traps:#?}");
+}
+
+/// CRS v4.28's tests are read from `$MESHWARD_CRS_DIR` (the Makefile exports it), else
+/// `../shared/crs` beside the repository.
+fn crs_dir() -> std::path::PathBuf {
+    std::env::var_os("MESHWARD_CRS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/crs")
+        })
+}
+
+/// Every how many tests of the suite (in suite order) one goes into the sample.
+const CRS_SAMPLE_EVERY: usize = 25;
+
+/// A sample of CRS's go-ftw regression tests — every 25th test of the suite, and every
+/// response test (RESPONSE-95x, answered by albedo's `/reflect`) — as go-ftw's raw
+/// request bytes through a real Envoy 1.40 with the WAF configured as for the CRS
+/// run (DetectionOnly, paranoia level 4, `waf_config::crs_run`), decided by the rule
+/// ids the WAF logged to Envoy's log. Each test passes, as it does in the harness's
+/// go-ftw runner (with the committed overrides), and the two agree stage by stage on
+/// the status and on the exact set of rule ids logged.
+#[test]
+fn a_crs_sample_through_envoy_logs_the_same_rules_as_the_harness_runner() {
+    use meshward_harness::ftw::{self, overrides::Overrides, waf_config, FrontEnd, Options};
+    use meshward_tests::e2e::ftw::EnvoyFtw;
+
+    let dir = crs_dir();
+    assert!(
+        dir.is_dir(),
+        "no CRS at {} (set MESHWARD_CRS_DIR to a CRS v4.28.0 checkout)",
+        dir.display()
+    );
+    let suite = ftw::load_suite(&dir).expect("the CRS test files load");
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let overrides = Overrides::load(&repo.join("tests/crs/overrides.yaml")).expect("overrides");
+    let config = waf_config::crs_run(&waf_config::Rules::Embedded).unwrap();
+
+    // The sample, with each test's expected outputs after the overrides.
+    let mut sample = Vec::new();
+    let (mut ignored, mut position) = (0, 0);
+    for file in &suite.files {
+        for (index, test) in file.tests.iter().enumerate() {
+            let picked = position % CRS_SAMPLE_EVERY == 0 || file.name.starts_with("RESPONSE-95");
+            position += 1;
+            if !picked {
+                continue;
+            }
+            let id = test.id_or_position(index);
+            let written: Vec<_> = test.stages.iter().map(|s| s.output.clone()).collect();
+            let outputs = match overrides.resolve(file.rule_id, id, &written) {
+                ftw::overrides::Resolution::Ignored { .. } => {
+                    ignored += 1;
+                    continue;
+                }
+                ftw::overrides::Resolution::AsWritten => written,
+                ftw::overrides::Resolution::Replaced { outputs, .. } => outputs,
+            };
+            sample.push((format!("{}-{id}", file.rule_id), test, outputs));
+        }
+    }
+    let responses = sample
+        .iter()
+        .filter(|(id, _, _)| id.starts_with("95"))
+        .count();
+
+    let started = std::time::Instant::now();
+    let mut runner = ftw::Runner::new(&Options {
+        wasm: meshward_tests::wasm("waf"),
+        config: config.clone(),
+        front_end: FrontEnd::Envoy,
+        normalize_path: false,
+    })
+    .unwrap_or_else(|e| panic!("the WAF did not load in the harness: {e}"));
+    let harness: Vec<_> = sample
+        .iter()
+        .map(|(_, test, outputs)| runner.run_test(test, outputs))
+        .collect();
+    let harness_time = started.elapsed();
+
+    let _one_at_a_time = scenarios::envoy_lock();
+    let started = std::time::Instant::now();
+    let mut envoy =
+        EnvoyFtw::start(&meshward_tests::wasm("waf"), &config).expect("Envoy starts with the WAF");
+    let envoy_start = started.elapsed();
+    let envoy_results: Vec<_> = sample
+        .iter()
+        .map(|(id, test, outputs)| {
+            envoy
+                .run_test(test, outputs)
+                .unwrap_or_else(|e| panic!("{id}: {e:#}"))
+        })
+        .collect();
+    let envoy_time = started.elapsed() - envoy_start;
+
+    let mut differ = Vec::new();
+    let mut failed = Vec::new();
+    let (mut stages, mut rule_hits, mut not_upstream) = (0, 0, Vec::new());
+    for ((id, _, _), (h, e)) in sample.iter().zip(harness.iter().zip(&envoy_results)) {
+        if !e.passed() {
+            let first = e.stages.iter().find(|s| !s.failures.is_empty());
+            failed.push(format!(
+                "{id}: {:?}",
+                first.map(|s| (
+                    s.failures
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>(),
+                    s.status,
+                    &s.details,
+                    &s.error
+                ))
+            ));
+        }
+        if h.passed() != e.passed() {
+            differ.push(format!(
+                "{id}: harness {}, Envoy {}",
+                if h.passed() { "passes" } else { "fails" },
+                if e.passed() { "passes" } else { "fails" }
+            ));
+        }
+        for (n, (hs, es)) in h.stages.iter().zip(&e.stages).enumerate() {
+            stages += 1;
+            rule_hits += es.triggered.len();
+            if es.details.as_deref() != Some("via_upstream") {
+                not_upstream.push(format!("{id}: {:?} {:?}", es.status, es.details));
+            }
+            if hs.status != es.status || hs.triggered != es.triggered {
+                differ.push(format!(
+                    "{id} stage {n}: harness status {:?} ids {:?} / Envoy status {:?} ({:?}{}) ids {:?}",
+                    hs.status,
+                    hs.triggered,
+                    es.status,
+                    es.details,
+                    es.error.as_deref().map(|e| format!(", {e}")).unwrap_or_default(),
+                    es.triggered
+                ));
+            }
+        }
+    }
+    let passed = envoy_results.iter().filter(|e| e.passed()).count();
+    eprintln!(
+        "CRS sample through Envoy: {} tests ({responses} response tests; {ignored} more ignored by \
+         the overrides), {stages} stages; passed {passed} in Envoy, {} in the harness; {rule_hits} \
+         rule ids logged; stages not answered via the upstream: {not_upstream:?}; {} WAF log lines in \
+         Envoy's log (longest {} bytes, {} without a request id). Harness {harness_time:?}, Envoy \
+         start {envoy_start:?} + {envoy_time:?}",
+        sample.len(),
+        harness.iter().filter(|h| h.passed()).count(),
+        envoy.waf_line_count,
+        envoy.longest_line,
+        envoy.lines_without_id.len(),
+    );
+    assert!(
+        sample.len() >= 250,
+        "only {} tests in the sample",
+        sample.len()
+    );
+    assert!(
+        envoy.lines_without_id.is_empty(),
+        "WAF log lines without their request id (cut?): {:#?}",
+        envoy.lines_without_id
+    );
+    assert!(
+        differ.is_empty(),
+        "the harness and Envoy disagree on {} stages:\n  {}",
+        differ.len(),
+        differ.join("\n  ")
+    );
+    assert!(
+        failed.is_empty(),
+        "{} tests fail through Envoy:\n  {}",
+        failed.len(),
+        failed.join("\n  ")
+    );
+}
+
+/// A response that leaks a database error is blocked in phase 4 by the mesh's WAF
+/// configuration (`wasmplugins/base/waf.yaml`: CRS at paranoia level 1, blocking,
+/// response bodies of text types inspected), and none of its body reaches the client.
+///
+/// What Envoy 1.40 does: the WAF lets the response headers go on (a Pause in a headers
+/// callback would stop its body callbacks too) and holds the body until the end of the
+/// stream; phase 4 then blocks, and its local reply comes after the headers went
+/// downstream, so Envoy cuts the stream instead: the client reads `200` and the headers
+/// (with the upstream's `content-length`), then the connection closes without a byte of
+/// the body. The access log says `code 200`, details `meshward_waf_denied`. The
+/// harness resets the stream likewise, and logs the same rules.
+#[test]
+fn a_response_leaking_a_sql_error_is_cut_off_before_its_body() {
+    use meshward_harness::ftw::{self, schema, FrontEnd, Options};
+    use meshward_tests::e2e::ftw::EnvoyFtw;
+
+    let waf = mesh()
+        .filters()
+        .unwrap()
+        .into_iter()
+        .find(|f| f.root_id == "waf")
+        .expect("the mesh runs the WAF");
+    let config: serde_json::Value = serde_json::from_str(&waf.configuration).unwrap();
+    const LEAK: &str = "[Microsoft][ODBC Microsoft Access Driver] Syntax error (missing operator) in query expression";
+    // albedo answers a POST to /reflect with the body it names (text/plain).
+    let input = schema::Input {
+        method: Some("POST".into()),
+        uri: Some("/reflect".into()),
+        headers: Some(vec![
+            ("Host".into(), "localhost".into()),
+            ("User-Agent".into(), "meshward-e2e".into()),
+            ("Accept".into(), "*/*".into()),
+            ("Content-Type".into(), "application/json".into()),
+        ]),
+        data: Some(serde_json::json!({ "body": LEAK }).to_string()),
+        ..Default::default()
+    };
+    let output = schema::Output::default();
+
+    let mut runner = ftw::Runner::new(&Options {
+        wasm: waf.wasm.clone(),
+        config: config.clone(),
+        front_end: FrontEnd::Envoy,
+        normalize_path: false,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let harness = runner.run_stage(&input, &output, &[]);
+
+    let _one_at_a_time = scenarios::envoy_lock();
+    let mut envoy = EnvoyFtw::start(&waf.wasm, &config).expect("Envoy starts with the WAF");
+    let stage = envoy.run_stage(&input, &output).expect("the stage runs");
+    let received = String::from_utf8_lossy(&stage.received).into_owned();
+    eprintln!(
+        "phase-4 block: harness status {:?} ids {:?}; Envoy ids {:?}, access log {}, client read {received:?} ({})",
+        harness.status,
+        harness.triggered,
+        stage.triggered,
+        stage.access_log.clone().unwrap_or_default(),
+        stage.error.as_deref().unwrap_or("complete response"),
+    );
+    for id in [951110, 959100] {
+        assert!(
+            stage.triggered.contains(&id),
+            "Envoy: rule {id} not logged: {:?}",
+            stage.triggered
+        );
+    }
+    assert_eq!(
+        harness.triggered, stage.triggered,
+        "the harness and Envoy log different rules"
+    );
+    assert_eq!(stage.details.as_deref(), Some("meshward_waf_denied"));
+    assert!(
+        !received.contains("ODBC"),
+        "the leaking body reached the client: {received:?}"
+    );
+    assert!(
+        stage.response.is_none() && received.starts_with("HTTP/1.1 200 "),
+        "Envoy sent the response headers, then cut the stream: {received:?}"
+    );
+    assert_eq!(
+        harness.status,
+        None,
+        "the harness answers what Envoy cuts off: {:?}",
+        harness.observed.map(|o| o.response)
+    );
 }

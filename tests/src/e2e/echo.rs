@@ -151,7 +151,7 @@ fn serve(stream: TcpStream, received: &Mutex<Vec<Echoed>>) -> anyhow::Result<()>
 }
 
 /// One request from the connection; `None` at a clean end of stream.
-fn read_request(reader: &mut impl BufRead) -> anyhow::Result<Option<(Echoed, bool)>> {
+pub(crate) fn read_request(reader: &mut impl BufRead) -> anyhow::Result<Option<(Echoed, bool)>> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Ok(None);

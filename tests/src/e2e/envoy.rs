@@ -89,11 +89,25 @@ impl EnvoyProcess {
         concurrency: u32,
         env: &[(String, String)],
     ) -> anyhow::Result<EnvoyProcess> {
+        Self::start_with(bootstrap, concurrency, env, |_| {})
+    }
+
+    /// Like [`EnvoyProcess::start`], with `edit` applied to the generated bootstrap
+    /// (as JSON) first: for settings [`Bootstrap`] does not model.
+    pub fn start_with(
+        bootstrap: &Bootstrap,
+        concurrency: u32,
+        env: &[(String, String)],
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> anyhow::Result<EnvoyProcess> {
         let dir = TempDir::new("envoy")?;
         let mut bootstrap = bootstrap.clone();
         bootstrap.listen = "127.0.0.1:0".parse()?;
         bootstrap.admin = "127.0.0.1:0".parse()?;
-        let config = dir.write("envoy.yaml", bootstrap.to_yaml()?)?;
+        let mut value = bootstrap.to_value()?;
+        edit(&mut value);
+        // Envoy picks its parser by the file's extension.
+        let config = dir.write("envoy.json", serde_json::to_vec_pretty(&value)?)?;
         let admin_file = dir.path().join("admin-address");
         let log = dir.path().join("envoy.log");
         let started = Instant::now();
@@ -212,6 +226,11 @@ impl EnvoyProcess {
             .filter_map(|l| l.split_once(": "))
             .filter_map(|(k, v)| v.trim().parse::<i64>().ok().map(|v| (k.to_string(), v)))
             .collect())
+    }
+
+    /// The file Envoy logs to (stdout and stderr).
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// Envoy's log so far (warnings, and every `wasm` line at info and above).
