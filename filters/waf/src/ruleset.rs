@@ -8,7 +8,7 @@ use crate::parser::{self, Directive, LoadError, Location};
 use crate::rule::{Actions, Disruptive, EngineMode, Rule};
 use crate::variable::parse_targets;
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 /// Where `Include` and `@pmFromFile` find their files.
@@ -81,6 +81,9 @@ pub struct RuleSet {
     pub settings: Settings,
     /// Rule id → (phase index, position), for updates by id.
     ids: HashMap<u64, (usize, usize)>,
+    /// Tag (lower-cased) → the ids of the rules that carry it, for `ctl`s
+    /// that select rules by tag on every request.
+    tagged: HashMap<String, Rc<HashSet<u64>>>,
     /// Directives accepted without effect (web-server settings), one note
     /// each with its location, which the filter logs at configure.
     pub notes: Vec<String>,
@@ -173,7 +176,31 @@ impl RuleSet {
         let _ = last;
         let mut set = loader.set;
         set.resolve_skips();
+        set.index_tags();
         Ok(set)
+    }
+
+    fn index_tags(&mut self) {
+        let mut tagged: HashMap<String, HashSet<u64>> = HashMap::new();
+        for item in self.phases.iter().flatten() {
+            if let Item::Rule(rule) = item {
+                for tag in &rule.actions.tags {
+                    tagged
+                        .entry(tag.to_ascii_lowercase())
+                        .or_default()
+                        .insert(rule.id);
+                }
+            }
+        }
+        self.tagged = tagged.into_iter().map(|(k, v)| (k, Rc::new(v))).collect();
+    }
+
+    /// The ids of the rules tagged `tag` (case-insensitive).
+    pub fn ids_tagged(&self, tag: &str) -> Rc<HashSet<u64>> {
+        self.tagged
+            .get(&tag.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// For every rule with `skipAfter:<marker>`, the position after the next

@@ -8,7 +8,7 @@ use crate::rule::{AllowScope, Ctl, Disruptive, Effect, EngineMode, Rule, SetOp};
 use crate::ruleset::{Item, LimitAction, RuleSet};
 use crate::variable::{parse_targets, Selector, Target, Var};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::rc::Rc;
 
@@ -83,18 +83,19 @@ impl Processor {
     }
 }
 
-/// A target removed from rules for this transaction by `ctl`.
+/// The rules a `ctl` removes (or removes a target from) for this transaction.
 #[derive(Debug)]
 enum RuleSelector {
     Ids(Vec<(u64, u64)>),
-    Tag(String),
+    /// The ids of the rules with a tag, looked up once in the rule set.
+    Tagged(Rc<HashSet<u64>>),
 }
 
 impl RuleSelector {
     fn selects(&self, rule: &Rule) -> bool {
         match self {
             RuleSelector::Ids(ranges) => ranges.iter().any(|(a, b)| (*a..=*b).contains(&rule.id)),
-            RuleSelector::Tag(tag) => rule.has_tag(tag),
+            RuleSelector::Tagged(ids) => ids.contains(&rule.id),
         }
     }
 }
@@ -1168,7 +1169,9 @@ impl Transaction {
             Ctl::RuleRemoveById(ranges) => {
                 self.removed_rules.push(RuleSelector::Ids(ranges.clone()))
             }
-            Ctl::RuleRemoveByTag(tag) => self.removed_rules.push(RuleSelector::Tag(tag.clone())),
+            Ctl::RuleRemoveByTag(tag) => self
+                .removed_rules
+                .push(RuleSelector::Tagged(self.rules.ids_tagged(tag))),
             Ctl::RuleRemoveTargetById(ranges, target) => {
                 for t in parse_targets(target).unwrap_or_default() {
                     let t = Target { exclude: true, ..t };
@@ -1180,7 +1183,7 @@ impl Transaction {
                 for t in parse_targets(target).unwrap_or_default() {
                     let t = Target { exclude: true, ..t };
                     self.removed_targets
-                        .push((RuleSelector::Tag(tag.clone()), t));
+                        .push((RuleSelector::Tagged(self.rules.ids_tagged(tag)), t));
                 }
             }
             Ctl::RequestBodyAccess(on) => self.request_body_access = *on,
