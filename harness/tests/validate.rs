@@ -299,6 +299,11 @@ fn each_filters_plugin_config_is_checked_by_its_own_parser_with_the_path() {
             r#"{"signing": {"activeKeyId": "k9", "keys": [{"id": "k1"}]}}"#,
             "spec.pluginConfig.signing.activeKeyId",
         ),
+        (
+            "waf",
+            r#"{"directives": ["Include @recommended", "SecRule ARGS \"@rx a\" \"id:1,exec:/bin/sh\""]}"#,
+            "spec.pluginConfig.directives: directives[1]:1: SecRule: unsupported action `exec`",
+        ),
     ];
     for (filter, config, path) in cases {
         let r = &v.validate_text("p.yaml", &plugin(filter, config))[0];
@@ -310,7 +315,7 @@ fn each_filters_plugin_config_is_checked_by_its_own_parser_with_the_path() {
         );
     }
     // The shipped configurations pass the same parsers.
-    for filter in ["tenant", "ratelimit", "audit"] {
+    for filter in ["waf", "tenant", "ratelimit", "audit"] {
         let file = repo()
             .join("wasmplugins/base")
             .join(format!("{filter}.yaml"));
