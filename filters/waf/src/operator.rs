@@ -22,7 +22,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use memchr::memmem;
-use regex::bytes::{Regex, RegexBuilder};
+
+use regex_automata::nfa::thompson::pikevm::{self, PikeVM};
+use regex_automata::nfa::thompson::{self, WhichCaptures};
+use regex_automata::util::prefilter::Prefilter;
+use regex_automata::util::syntax;
+use regex_automata::{hybrid, Input, MatchKind};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// Upper bound of one compiled regex program (the `regex` crate's `size_limit`). The largest CRS
 /// v4.28 regexes (the PHP-function and shell-command lists of 932/933) need 256–512 KiB;
@@ -30,14 +37,13 @@ use regex::bytes::{Regex, RegexBuilder};
 /// error instead of a VM's worth of memory.
 const REGEX_SIZE_LIMIT: usize = 4 << 20;
 
-/// Upper bound of each lazy DFA cache of a regex (the `regex` crate's `dfa_size_limit`; a regex
-/// has a forward and a reverse one). A cache only grows as inputs visit new states; when full it
-/// is cleared, and a regex that keeps clearing it falls back to a slower engine for that search,
-/// so this caps memory on any input. The largest CRS v4.28 regex needs 168 KiB before the lazy
-/// DFA is used at all, so 512 KiB leaves it room to work. Measured: all 318 CRS regexes take
-/// 11.5 MiB compiled, and 42 MiB with caches after running every line of the CRS regression
-/// tests through them.
-const REGEX_DFA_SIZE_LIMIT: usize = 512 << 10;
+/// The cache of each regex's lazy DFA. It grows as inputs visit new states and is cleared when
+/// full (the search goes on, slower), so it caps a regex's memory on any input; a regex whose
+/// smallest workable cache is larger (the biggest CRS regex needs 168 KiB) gets that instead.
+/// Measured with CRS at paranoia level 4 on its whole regression corpus (`meshward bench-waf`):
+/// 26 MiB of linear memory per VM after 10 000 requests at 128 KiB, 30 MiB at 256 KiB (about 5%
+/// faster), 44 MiB with the regex crate's own engines and caches.
+const REGEX_DFA_SIZE_LIMIT: usize = 128 << 10;
 
 /// How many regexes compiled from macro-expanded arguments one `@rx` keeps (least recently used
 /// goes first). ModSecurity compiles them afresh on every evaluation.
@@ -60,7 +66,7 @@ pub struct Operator {
 }
 
 enum Kind {
-    Rx(Rx),
+    Rx(Box<Rx>),
     Pm(PhraseSet),
     Str(StrOp, Option<Box<memmem::Finder<'static>>>),
     Num(NumOp, Option<i64>),
@@ -108,7 +114,11 @@ impl Operator {
         let lower = name.to_ascii_lowercase();
         let has_macro_text = contains_macro(argument);
         let (canonical, kind, expands) = match lower.as_str() {
-            "rx" => ("Rx", Kind::Rx(Rx::new(argument, has_macro_text)?), true),
+            "rx" => (
+                "Rx",
+                Kind::Rx(Box::new(Rx::new(argument, has_macro_text)?)),
+                true,
+            ),
             "pm" => (
                 "Pm",
                 Kind::Pm(PhraseSet::from_pm_argument(argument)?),
@@ -445,8 +455,8 @@ fn parse_operand(op: NumOp, s: &[u8]) -> i64 {
 
 struct Rx {
     /// `None` when the argument is empty (always matches) or has macros.
-    regex: Option<Regex>,
-    cache: Mutex<Vec<(Vec<u8>, Option<Regex>)>>,
+    regex: Option<Pattern>,
+    cache: Mutex<Vec<(Vec<u8>, Option<Pattern>)>>,
 }
 
 impl Rx {
@@ -454,7 +464,7 @@ impl Rx {
         let regex = if macros || argument.is_empty() {
             None
         } else {
-            Some(build_regex(argument.as_bytes()).map_err(|e| format!("@rx: {e}"))?)
+            Some(Pattern::new(argument.as_bytes()).map_err(|e| format!("@rx: {e}"))?)
         };
         Ok(Rx {
             regex,
@@ -470,7 +480,7 @@ impl Rx {
     ) -> bool {
         let Some(pattern) = expanded else {
             return match &self.regex {
-                Some(re) => regex_match(re, input, captures),
+                Some(re) => re.matches(input, captures),
                 None => true,
             };
         };
@@ -487,7 +497,7 @@ impl Rx {
                 }
                 // A pattern that does not compile is remembered as such and never matches
                 // (ModSecurity logs "Error with regular expression" and returns false).
-                cache.push((pattern.to_vec(), build_regex(pattern).ok()));
+                cache.push((pattern.to_vec(), Pattern::new(pattern).ok()));
                 cache.len() - 1
             }
         };
@@ -497,7 +507,7 @@ impl Rx {
             cache.push(entry);
         }
         match cache.last() {
-            Some((_, Some(re))) => regex_match(re, input, captures),
+            Some((_, Some(re))) => re.matches(input, captures),
             _ => false,
         }
     }
@@ -512,47 +522,156 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
-fn regex_match(re: &Regex, input: &[u8], captures: Option<&mut Vec<Vec<u8>>>) -> bool {
-    let Some(out) = captures else {
-        return re.is_match(input);
-    };
-    // Most inputs do not match: the lazy DFA says so without the capture
-    // engines, whose caches (and time) are only spent on a match.
-    if !re.is_match(input) {
-        return false;
-    }
-    let Some(caps) = re.captures(input) else {
-        return false;
-    };
-    let groups = caps.len().min(MAX_CAPTURES);
-    // PCRE reports groups up to the highest one that took part; the ones before it that did
-    // not take part are left empty.
-    let last = (0..groups)
-        .rev()
-        .find(|&i| caps.get(i).is_some())
-        .unwrap_or(0);
-    for i in 0..=last {
-        out.push(
-            caps.get(i)
-                .map(|m| m.as_bytes().to_vec())
-                .unwrap_or_default(),
-        );
-    }
-    true
+/// A compiled `@rx`. Most inputs do not match, so a lazy DFA with a bounded
+/// cache answers "does it match?" on its own: no capture engine, and no
+/// per-regex engine caches sized to the NFA (which is what made a VM's memory
+/// grow with every regex traffic exercised). The full regex, with capture
+/// groups, is built the first time a match needs them.
+struct Pattern {
+    source: String,
+    dfa: hybrid::dfa::DFA,
+    cache: Mutex<hybrid::dfa::Cache>,
 }
 
-/// Compiles a SecLang regex the way libmodsecurity does with PCRE: `DOTALL | MULTILINE`, no UTF
-/// mode (so `.`, `\w`, `\s`, `\d`, `\b` and `(?i)` work on ASCII bytes), over bytes.
-fn build_regex(pattern: &[u8]) -> Result<Regex, String> {
-    let source = pcre_bytes_to_pattern(pattern);
-    RegexBuilder::new(&source)
+/// Capture engines (a PikeVM over the NFA with its groups) built for matches
+/// that capture, most recently used last. Bounded, so a VM's memory does not
+/// grow with every capturing rule that ever matched; one evicted is rebuilt
+/// on its next capturing match.
+const CAPTURE_ENGINES: usize = 32;
+
+type CaptureEngine = Rc<(PikeVM, RefCell<pikevm::Cache>)>;
+
+thread_local! {
+    static ENGINES: RefCell<Vec<(String, Option<CaptureEngine>)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Pattern {
+    /// Compiles a SecLang regex the way libmodsecurity does with PCRE: `DOTALL | MULTILINE`,
+    /// no UTF mode (so `.`, `\w`, `\s`, `\d`, `\b` and `(?i)` work on ASCII bytes), over bytes.
+    fn new(pattern: &[u8]) -> Result<Pattern, String> {
+        let source = pcre_bytes_to_pattern(pattern);
+        let invalid = |e: &dyn std::fmt::Display| format!("invalid regular expression: {e}");
+        let hir = syntax::parse_with(&source, &syntax_config()).map_err(|e| invalid(&e))?;
+        let nfa = thompson::Compiler::new()
+            .configure(
+                thompson::Config::new()
+                    .utf8(false)
+                    .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                    .which_captures(WhichCaptures::None),
+            )
+            .build_from_hir(&hir)
+            .map_err(|e| invalid(&e))?;
+        // Literal prefixes let the search skip ahead, as the regex crate does.
+        let prefilter = Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, &hir);
+        let dfa = hybrid::dfa::DFA::builder()
+            .configure(
+                hybrid::dfa::DFA::config()
+                    .cache_capacity(REGEX_DFA_SIZE_LIMIT)
+                    // A regex whose smallest cache is larger gets that size.
+                    .skip_cache_capacity_check(true)
+                    .prefilter(prefilter),
+            )
+            .build_from_nfa(nfa)
+            .map_err(|e| invalid(&e))?;
+        let cache = Mutex::new(dfa.create_cache());
+        Ok(Pattern { source, dfa, cache })
+    }
+
+    fn capture_engine(&self) -> Option<CaptureEngine> {
+        ENGINES.with(|engines| {
+            let mut engines = engines.borrow_mut();
+            if let Some(i) = engines.iter().position(|(s, _)| *s == self.source) {
+                let entry = engines.remove(i);
+                let engine = entry.1.clone();
+                engines.push(entry);
+                return engine;
+            }
+            let engine = PikeVM::builder()
+                .syntax(syntax_config())
+                .thompson(
+                    thompson::Config::new()
+                        .utf8(false)
+                        .nfa_size_limit(Some(REGEX_SIZE_LIMIT)),
+                )
+                .build(&self.source)
+                .ok()
+                .map(|vm| {
+                    let cache = RefCell::new(vm.create_cache());
+                    Rc::new((vm, cache))
+                });
+            if engines.len() >= CAPTURE_ENGINES {
+                engines.remove(0);
+            }
+            engines.push((self.source.clone(), engine.clone()));
+            engine
+        })
+    }
+
+    fn is_match(&self, input: &[u8]) -> bool {
+        let found = match self.cache.try_lock() {
+            Ok(mut cache) => self
+                .dfa
+                .try_search_fwd(&mut cache, &Input::new(input).earliest(true))
+                .map(|m| m.is_some()),
+            Err(_) => return self.search_groups(input).is_some(),
+        };
+        match found {
+            Ok(found) => found,
+            // The lazy DFA never gives up as configured; should it, the
+            // capture engine answers.
+            Err(_) => self.search_groups(input).is_some(),
+        }
+    }
+
+    /// The leftmost match's group spans (0 = the whole match), up to TX.9.
+    fn search_groups(&self, input: &[u8]) -> Option<Vec<Option<(usize, usize)>>> {
+        let engine = self.capture_engine()?;
+        let (vm, cache) = &*engine;
+        let mut cache = cache.try_borrow_mut().ok()?;
+        let mut caps = vm.create_captures();
+        vm.captures(&mut cache, input, &mut caps);
+        if !caps.is_match() {
+            return None;
+        }
+        let groups = caps.group_len().min(MAX_CAPTURES);
+        Some(
+            (0..groups)
+                .map(|i| caps.get_group(i).map(|s| (s.start, s.end)))
+                .collect(),
+        )
+    }
+
+    fn matches(&self, input: &[u8], captures: Option<&mut Vec<Vec<u8>>>) -> bool {
+        if !self.is_match(input) {
+            return false;
+        }
+        let Some(out) = captures else {
+            return true;
+        };
+        let Some(groups) = self.search_groups(input) else {
+            return false;
+        };
+        // PCRE reports groups up to the highest one that took part; the ones before it that did
+        // not take part are left empty.
+        let last = groups.iter().rposition(Option::is_some).unwrap_or(0);
+        for span in groups.iter().take(last + 1) {
+            out.push(
+                span.and_then(|(start, end)| input.get(start..end))
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default(),
+            );
+        }
+        true
+    }
+}
+
+/// PCRE as libmodsecurity calls it: no UTF mode (ASCII classes over bytes), DOTALL, MULTILINE.
+fn syntax_config() -> syntax::Config {
+    syntax::Config::new()
         .unicode(false)
+        .utf8(false)
         .dot_matches_new_line(true)
         .multi_line(true)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
-        .build()
-        .map_err(|e| format!("invalid regular expression: {e}"))
 }
 
 /// Rewrites a PCRE pattern (as libmodsecurity compiles it: no UTF mode) into the same regex for
@@ -1088,7 +1207,7 @@ mod tests {
             ("credit cards", "verifyCC", "x", "@verifyCC is not supported"),
             ("lookbehind is not in Rust's regex", "rx", "(?<=a)b", "@rx: invalid regular expression"),
             ("unbalanced group", "rx", "(ab", "@rx: invalid regular expression"),
-            ("regex over the size limit", "rx", "(a{1000}){1000}", "size limit"),
+            ("regex over the size limit", "rx", "(a{1000}){1000}", "exceeded limit"),
             ("backreference", "rx", r"(a)\1", "@rx: invalid regular expression"),
             ("@pm without phrases", "pm", "   ", "@pm: needs at least one phrase"),
             ("address that is not one", "ipMatch", "10.0.0.300", "@ipMatch: invalid IP address"),
@@ -1701,7 +1820,8 @@ mod tests {
     /// Every `"@op argument"` (optionally negated) in the CRS rule files, continuation lines
     /// joined and `\"` unescaped as a SecLang parser does.
     fn crs_operators(rules: &std::path::Path) -> Vec<(String, String, String)> {
-        let quoted = Regex::new(r#""!?@([A-Za-z0-9]+)(?: ((?:[^"\\]|\\.)*))?""#).expect("regex");
+        let quoted = regex::bytes::Regex::new(r#""!?@([A-Za-z0-9]+)(?: ((?:[^"\\]|\\.)*))?""#)
+            .expect("regex");
         let mut files: Vec<_> = std::fs::read_dir(rules)
             .expect("read CRS rules dir")
             .filter_map(|e| e.ok().map(|e| e.path()))
