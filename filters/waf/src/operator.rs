@@ -561,8 +561,10 @@ impl Pattern {
             )
             .build_from_hir(&hir)
             .map_err(|e| invalid(&e))?;
-        // Literal prefixes let the search skip ahead, as the regex crate does.
-        let prefilter = Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, &hir);
+        // Literal prefixes let the search skip ahead, when the prefilter is
+        // fast enough to be worth it (the regex crate decides the same way).
+        let prefilter =
+            Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, &hir).filter(Prefilter::is_fast);
         let dfa = hybrid::dfa::DFA::builder()
             .configure(
                 hybrid::dfa::DFA::config()
