@@ -41,8 +41,8 @@ const REGEX_SIZE_LIMIT: usize = 4 << 20;
 /// full (the search goes on, slower), so it caps a regex's memory on any input; a regex whose
 /// smallest workable cache is larger (the biggest CRS regex needs 168 KiB) gets that instead.
 /// Measured with CRS at paranoia level 4 on its whole regression corpus (`meshward bench-waf`):
-/// 26 MiB of linear memory per VM after 10 000 requests at 128 KiB, 30 MiB at 256 KiB (about 5%
-/// faster), 44 MiB with the regex crate's own engines and caches.
+/// 24.5 MiB of linear memory per VM after 10 000 requests at 128 KiB (about 4 MiB more at
+/// 256 KiB, for about 5% speed), 44 MiB with the regex crate's own engines and caches.
 const REGEX_DFA_SIZE_LIMIT: usize = 128 << 10;
 
 /// How many regexes compiled from macro-expanded arguments one `@rx` keeps (least recently used
