@@ -17,3 +17,17 @@ pub fn wasm(name: &str) -> PathBuf {
 pub fn manifests_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wasmplugins/base")
 }
+
+/// CRS's go-ftw regression suite (`$MESHWARD_CRS_DIR`, else `../shared/crs` beside
+/// the repository), loaded; a missing CRS is a failure, not a skip.
+pub fn crs_suite() -> meshward_harness::ftw::Suite {
+    let dir = std::env::var_os("MESHWARD_CRS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/crs"));
+    assert!(
+        dir.is_dir(),
+        "no CRS at {} (set MESHWARD_CRS_DIR to a CRS v4.28.0 checkout)",
+        dir.display()
+    );
+    meshward_harness::ftw::load_suite(&dir).expect("the CRS test files load")
+}

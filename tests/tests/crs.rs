@@ -17,12 +17,6 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn crs_dir() -> PathBuf {
-    std::env::var_os("MESHWARD_CRS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/crs"))
-}
-
 fn runner(config: serde_json::Value) -> ftw::Runner {
     ftw::Runner::new(&Options {
         wasm: meshward_tests::wasm("waf"),
@@ -35,13 +29,7 @@ fn runner(config: serde_json::Value) -> ftw::Runner {
 
 #[test]
 fn crs_regression_suite_pass_rate_is_at_least_the_committed_floor() {
-    let dir = crs_dir();
-    assert!(
-        dir.is_dir(),
-        "no CRS at {} (set MESHWARD_CRS_DIR to a CRS v4.28.0 checkout)",
-        dir.display()
-    );
-    let suite = ftw::load_suite(&dir).expect("the CRS test files load");
+    let suite = meshward_tests::crs_suite();
     let overrides = Overrides::load(&repo().join("tests/crs/overrides.yaml")).expect("overrides");
     let floor_text =
         std::fs::read_to_string(repo().join("tests/crs/floor")).expect("tests/crs/floor");
@@ -70,7 +58,7 @@ fn crs_regression_suite_pass_rate_is_at_least_the_committed_floor() {
     assert!(
         total > 4000,
         "only {total} tests found under {}",
-        dir.display()
+        suite.dir.display()
     );
     assert_eq!(
         report.passed + report.failed + report.ignored,
@@ -248,7 +236,7 @@ fn an_override_replaces_expectations_and_stale_ones_are_reported() {
 fn the_committed_overrides_each_name_an_existing_crs_test() {
     let overrides = Overrides::load(&repo().join("tests/crs/overrides.yaml")).expect("overrides");
     assert!(!overrides.entries.is_empty());
-    let suite = ftw::load_suite(&crs_dir()).expect("the CRS test files load");
+    let suite = meshward_tests::crs_suite();
     let ids = suite.test_ids();
     for entry in &overrides.entries {
         assert!(

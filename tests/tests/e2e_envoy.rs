@@ -699,16 +699,6 @@ fn a_header_value_that_is_not_utf8_traps_no_filter() {
     assert!(traps.is_empty(), "{traps:#?}");
 }
 
-/// CRS v4.28's tests are read from `$MESHWARD_CRS_DIR` (the Makefile exports it), else
-/// `../shared/crs` beside the repository.
-fn crs_dir() -> std::path::PathBuf {
-    std::env::var_os("MESHWARD_CRS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/crs")
-        })
-}
-
 /// Every how many tests of the suite (in suite order) one goes into the sample.
 const CRS_SAMPLE_EVERY: usize = 25;
 
@@ -724,13 +714,7 @@ fn a_crs_sample_through_envoy_logs_the_same_rules_as_the_harness_runner() {
     use meshward_harness::ftw::{self, overrides::Overrides, waf_config, FrontEnd, Options};
     use meshward_tests::e2e::ftw::EnvoyFtw;
 
-    let dir = crs_dir();
-    assert!(
-        dir.is_dir(),
-        "no CRS at {} (set MESHWARD_CRS_DIR to a CRS v4.28.0 checkout)",
-        dir.display()
-    );
-    let suite = ftw::load_suite(&dir).expect("the CRS test files load");
+    let suite = meshward_tests::crs_suite();
     let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let overrides = Overrides::load(&repo.join("tests/crs/overrides.yaml")).expect("overrides");
     let config = waf_config::crs_run(&waf_config::Rules::Embedded).unwrap();
