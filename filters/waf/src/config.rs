@@ -33,13 +33,14 @@ struct Raw {
     #[serde(default)]
     directives: Option<Directives>,
     /// Further named sets, selected by `perAuthority` or `defaultSet`.
-    #[serde(default)]
+    /// (coraza-proxy-wasm's names are accepted too, so its configs carry over.)
+    #[serde(default, alias = "directives_map")]
     directive_sets: BTreeMap<String, Directives>,
     /// Which named set serves authorities `perAuthority` does not list.
-    #[serde(default)]
+    #[serde(default, alias = "default_directives")]
     default_set: Option<String>,
     /// Authority (host, `*.suffix` allowed, port ignored) → set name.
-    #[serde(default)]
+    #[serde(default, alias = "per_authority_directives")]
     per_authority: BTreeMap<String, String>,
     /// Data files for `@pmFromFile` / `Include`, by name.
     #[serde(default)]

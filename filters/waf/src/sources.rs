@@ -38,7 +38,7 @@ impl Sources for Library<'_> {
         match pattern {
             "@recommended" | "@recommended-conf" => return one("@recommended", RECOMMENDED),
             "@meshward-baseline" => return one("@meshward-baseline", BASELINE),
-            "@crs-setup" | "@crs-setup.conf" => {
+            "@crs-setup" | "@crs-setup.conf" | "@crs-setup-conf" | "@crs-setup.conf.example" => {
                 return match self.crs("crs-setup.conf") {
                     Some(text) => one("@crs-setup.conf", text),
                     None => Err(no_crs()),

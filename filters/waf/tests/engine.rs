@@ -343,3 +343,19 @@ fn web_server_directives_load_with_a_note_instead_of_silently() {
         "{notes:?}"
     );
 }
+
+#[test]
+fn a_coraza_proxy_wasm_configuration_loads_as_it_is() {
+    let cfg = serde_json::json!({
+        "directives_map": {
+            "rs1": ["Include @recommended-conf", "SecRuleEngine On", "SecAction \"id:1,phase:1,deny,status:418\""],
+            "rs2": ["Include @recommended-conf", "Include @crs-setup-conf", "SecAction \"id:2,phase:1,pass\""]
+        },
+        "default_directives": "rs1",
+        "per_authority_directives": { "foo.example.com": "rs2" }
+    });
+    let s = Settings::parse(&serde_json::to_vec(&cfg).unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.for_authority("foo.example.com").rule(2).is_some());
+    let tx = run(&s, &get("/"));
+    assert_eq!(tx.interruption().map(|i| i.status), Some(418));
+}
