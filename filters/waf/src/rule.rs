@@ -71,8 +71,9 @@ pub enum Ctl {
     RuleEngine(EngineMode),
     RuleRemoveById(Vec<(u64, u64)>),
     RuleRemoveByTag(String),
-    RuleRemoveTargetById(Vec<(u64, u64)>, String),
-    RuleRemoveTargetByTag(String, String),
+    /// The targets are parsed at load, as exclusions (`!VAR:key`).
+    RuleRemoveTargetById(Vec<(u64, u64)>, Vec<Target>),
+    RuleRemoveTargetByTag(String, Vec<Target>),
     RequestBodyAccess(bool),
     ResponseBodyAccess(bool),
     ForceRequestBodyVariable(bool),
@@ -364,11 +365,15 @@ fn parse_ctl(v: &str) -> Result<Ctl, String> {
         .split_once('=')
         .ok_or_else(|| format!("ctl `{v}`: expected name=value"))?;
     let value = value.trim();
-    let target = |value: &str| -> Result<(String, String), String> {
+    let target = |value: &str| -> Result<(String, Vec<Target>), String> {
         let (left, target) = value
             .split_once(';')
             .ok_or_else(|| format!("ctl `{v}`: expected <id or tag>;<target>"))?;
-        Ok((left.to_string(), target.to_string()))
+        let targets = crate::variable::parse_targets(target)?
+            .into_iter()
+            .map(|t| Target { exclude: true, ..t })
+            .collect();
+        Ok((left.to_string(), targets))
     };
     Ok(match name.trim().to_ascii_lowercase().as_str() {
         "ruleengine" => Ctl::RuleEngine(
@@ -377,14 +382,12 @@ fn parse_ctl(v: &str) -> Result<Ctl, String> {
         "ruleremovebyid" => Ctl::RuleRemoveById(parse_id_ranges(value)?),
         "ruleremovebytag" => Ctl::RuleRemoveByTag(value.to_string()),
         "ruleremovetargetbyid" => {
-            let (ids, target) = target(value)?;
-            crate::variable::parse_targets(&target)?;
-            Ctl::RuleRemoveTargetById(parse_id_ranges(&ids)?, target)
+            let (ids, targets) = target(value)?;
+            Ctl::RuleRemoveTargetById(parse_id_ranges(&ids)?, targets)
         }
         "ruleremovetargetbytag" => {
-            let (tag, target) = target(value)?;
-            crate::variable::parse_targets(&target)?;
-            Ctl::RuleRemoveTargetByTag(tag, target)
+            let (tag, targets) = target(value)?;
+            Ctl::RuleRemoveTargetByTag(tag, targets)
         }
         "requestbodyaccess" => Ctl::RequestBodyAccess(on_off(value)?),
         "responsebodyaccess" => Ctl::ResponseBodyAccess(on_off(value)?),
@@ -473,7 +476,7 @@ mod tests {
             a.effects[1],
             Effect::Ctl(Ctl::RuleRemoveTargetById(
                 vec![(942100, 942100)],
-                "ARGS:foo".into()
+                crate::variable::parse_targets("!ARGS:foo").unwrap()
             ))
         );
     }

@@ -379,7 +379,7 @@ impl Loader<'_> {
                         if let Some(rule) = self.set.rule_mut(id) {
                             found = true;
                             for t in &targets {
-                                if !rule.targets.iter().any(|have| have.same_as(t)) {
+                                if !rule.targets.contains(t) {
                                     rule.targets.push(t.clone());
                                 }
                             }

@@ -6,7 +6,7 @@ use crate::body::{self, FilePart, MultipartFlags, Pair, Xml};
 use crate::macros::{MacroString, Part};
 use crate::rule::{AllowScope, Ctl, Disruptive, Effect, EngineMode, Rule, SetOp};
 use crate::ruleset::{Item, LimitAction, RuleSet};
-use crate::variable::{parse_targets, Selector, Target, Var};
+use crate::variable::{Selector, Target, Var};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -134,6 +134,7 @@ pub struct Transaction {
     method: Vec<u8>,
     uri: Vec<u8>,
     protocol: Vec<u8>,
+    request_line: Vec<u8>,
     filename: Vec<u8>,
     basename: Vec<u8>,
     query: Vec<u8>,
@@ -192,6 +193,7 @@ impl Transaction {
             method: Vec::new(),
             uri: Vec::new(),
             protocol: Vec::new(),
+            request_line: Vec::new(),
             filename: Vec::new(),
             basename: Vec::new(),
             query: Vec::new(),
@@ -239,6 +241,8 @@ impl Transaction {
         self.method = method.to_vec();
         self.uri = uri.to_vec();
         self.protocol = protocol.to_vec();
+        // REQUEST_LINE is read by several rules per request: built once.
+        self.request_line = [method, uri, protocol].join(&b' ');
         let (path, query) = match uri.iter().position(|&b| b == b'?') {
             Some(i) => (&uri[..i], &uri[i + 1..]),
             None => (uri, &b""[..]),
@@ -860,7 +864,7 @@ impl Transaction {
             Var::RequestFilename => scalar(Cow::Borrowed(&self.filename)),
             Var::RequestBasename => scalar(Cow::Borrowed(&self.basename)),
             Var::RequestUri | Var::RequestUriRaw => scalar(Cow::Borrowed(&self.uri)),
-            Var::RequestLine => scalar(Cow::Owned(self.request_line())),
+            Var::RequestLine => scalar(Cow::Borrowed(&self.request_line)),
             Var::RequestMethod => scalar(Cow::Borrowed(&self.method)),
             Var::RequestProtocol => scalar(Cow::Borrowed(&self.protocol)),
             Var::QueryString => scalar(Cow::Borrowed(&self.query)),
@@ -1021,17 +1025,8 @@ impl Transaction {
         self.matched_vars.last().or(self.matched_var.as_ref())
     }
 
-    fn request_line(&self) -> Vec<u8> {
-        let mut line = self.method.clone();
-        line.push(b' ');
-        line.extend_from_slice(&self.uri);
-        line.push(b' ');
-        line.extend_from_slice(&self.protocol);
-        line
-    }
-
     fn full_request(&self) -> Vec<u8> {
-        let mut out = self.request_line();
+        let mut out = self.request_line.clone();
         out.extend_from_slice(b"\r\n");
         for (k, v) in &self.request_headers {
             out.extend_from_slice(k);
@@ -1172,18 +1167,17 @@ impl Transaction {
             Ctl::RuleRemoveByTag(tag) => self
                 .removed_rules
                 .push(RuleSelector::Tagged(self.rules.ids_tagged(tag))),
-            Ctl::RuleRemoveTargetById(ranges, target) => {
-                for t in parse_targets(target).unwrap_or_default() {
-                    let t = Target { exclude: true, ..t };
+            Ctl::RuleRemoveTargetById(ranges, targets) => {
+                for t in targets {
                     self.removed_targets
-                        .push((RuleSelector::Ids(ranges.clone()), t));
+                        .push((RuleSelector::Ids(ranges.clone()), t.clone()));
                 }
             }
-            Ctl::RuleRemoveTargetByTag(tag, target) => {
-                for t in parse_targets(target).unwrap_or_default() {
-                    let t = Target { exclude: true, ..t };
+            Ctl::RuleRemoveTargetByTag(tag, targets) => {
+                let ids = self.rules.ids_tagged(tag);
+                for t in targets {
                     self.removed_targets
-                        .push((RuleSelector::Tagged(self.rules.ids_tagged(tag)), t));
+                        .push((RuleSelector::Tagged(Rc::clone(&ids)), t.clone()));
                 }
             }
             Ctl::RequestBodyAccess(on) => self.request_body_access = *on,

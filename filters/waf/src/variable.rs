@@ -127,19 +127,10 @@ impl Selector {
             Selector::Regex(re) => re.is_match(key),
         }
     }
-
-    fn same_as(&self, other: &Selector) -> bool {
-        match (self, other) {
-            (Selector::All, Selector::All) => true,
-            (Selector::Key(a), Selector::Key(b)) => a == b,
-            (Selector::Regex(a), Selector::Regex(b)) => a.as_str() == b.as_str(),
-            _ => false,
-        }
-    }
 }
 
 /// One entry of a rule's target list.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub var: Var,
     pub selector: Selector,
@@ -149,15 +140,19 @@ pub struct Target {
     pub exclude: bool,
 }
 
-impl Target {
-    /// The same variable and selector (used to de-duplicate updates).
-    pub fn same_as(&self, other: &Target) -> bool {
-        self.var == other.var
-            && self.count == other.count
-            && self.exclude == other.exclude
-            && self.selector.same_as(&other.selector)
+/// Selectors are equal when they select alike (a regex by its pattern).
+impl PartialEq for Selector {
+    fn eq(&self, other: &Selector) -> bool {
+        match (self, other) {
+            (Selector::All, Selector::All) => true,
+            (Selector::Key(a), Selector::Key(b)) => a == b,
+            (Selector::Regex(a), Selector::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
     }
 }
+
+impl Eq for Selector {}
 
 /// Parses a `|`-separated target list (`ARGS|!ARGS:foo|REQUEST_HEADERS:/^x-/`).
 pub fn parse_targets(text: &str) -> Result<Vec<Target>, String> {
