@@ -69,6 +69,22 @@ impl Request {
         Request::new("GET", path)
     }
 
+    /// The framing an HTTP/1.1 client writes and Envoy hands to the filters: a
+    /// `content-length` for a body, and for an empty POST/PUT/PATCH. Not when the
+    /// request frames itself already, nor with trailers (chunked coding, which
+    /// Envoy decodes and drops). The WAF's CRS checks for it (920180).
+    pub fn http1_framing(self) -> Self {
+        let framed = self.headers.iter().any(|(k, _)| {
+            k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
+        });
+        let len: usize = self.body_chunks.iter().map(Vec::len).sum();
+        let wants = len > 0 || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH");
+        if framed || !self.trailers.is_empty() || !wants {
+            return self;
+        }
+        self.header("content-length", &len.to_string())
+    }
+
     pub fn post(path: &str, body: impl Into<Vec<u8>>) -> Self {
         Request::new("POST", path).body(body)
     }

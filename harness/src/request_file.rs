@@ -14,8 +14,8 @@
 //! `peerCertificateFile` presents a PEM file instead; neither means plaintext.
 //! `node` is the node metadata of the sidecar that receives the request (its
 //! namespace is the destination tenant); requests with different `node`s go to
-//! different proxies. A `body` gets the `content-length` an HTTP/1.1 client
-//! sends unless `headers` frame it (or there are `trailers`).
+//! different proxies. Requests are framed as an HTTP/1.1 client frames them
+//! ([`Request::http1_framing`]).
 
 use crate::certs::TestCa;
 use crate::exchange::Request;
@@ -181,27 +181,10 @@ impl RequestMaker {
         {
             request = request.header(&k, &v);
         }
-        let body_len = match (&spec.body_chunks, &spec.body) {
-            (Some(chunks), _) => chunks.iter().map(String::len).sum(),
-            (None, Some(body)) => body.len(),
-            (None, None) => 0,
-        };
         if let Some(chunks) = &spec.body_chunks {
             request = request.body_chunks(chunks.iter().map(|c| c.as_bytes().to_vec()).collect());
         } else if let Some(body) = &spec.body {
             request = request.body(body.as_bytes().to_vec());
-        }
-        // An HTTP/1.1 client frames a body it knows whole with Content-Length,
-        // and Envoy passes it on (the WAF's CRS checks for it); trailers mean
-        // chunked coding, which Envoy decodes and drops.
-        let framed = spec.headers.as_ref().is_some_and(|h| {
-            h.pairs().iter().any(|(k, _)| {
-                k.eq_ignore_ascii_case("content-length")
-                    || k.eq_ignore_ascii_case("transfer-encoding")
-            })
-        });
-        if body_len > 0 && !framed && spec.trailers.is_none() {
-            request = request.header("content-length", &body_len.to_string());
         }
         for (k, v) in spec
             .trailers
@@ -211,6 +194,7 @@ impl RequestMaker {
         {
             request = request.trailer(&k, &v);
         }
+        request = request.http1_framing();
         if let Some(id) = &spec.peer {
             if !self.svids.contains_key(id) {
                 let svid = self

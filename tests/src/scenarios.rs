@@ -323,15 +323,11 @@ pub fn harness_request(mesh: &Mesh, send: &Send, worker: usize) -> anyhow::Resul
     for (k, v) in &send.headers {
         request = request.header(k, v);
     }
-    // The framing header the wire client writes (`client.rs`), which Envoy hands to the
-    // filters: without it the WAF would see a POST with no Content-Length (CRS 920180).
-    if !send.body.is_empty() || matches!(send.method, "POST" | "PUT" | "PATCH") {
-        request = request.header("content-length", &send.body.len().to_string());
-    }
     if !send.body.is_empty() {
         request = request.body(send.body.clone());
     }
-    Ok(request)
+    // The framing the wire client writes (`client.rs`), which Envoy hands to the filters.
+    Ok(request.http1_framing())
 }
 
 /// Runs a scenario through the harness: the manifests' chain, two workers,
