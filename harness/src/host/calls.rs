@@ -79,18 +79,34 @@ fn proxy_http_call(
         Ok(c) => c,
         Err(s) => return Ok(s.code()),
     };
+    let kind = NewCallKind::Http {
+        headers,
+        body,
+        trailers,
+    };
+    start_call(caller, kind, cluster, timeout_ms, return_token)
+}
+
+/// Queues a call for the proxy to dispatch after the callback and writes its
+/// token: HTTP and gRPC calls number their tokens separately, as Envoy does.
+fn start_call(
+    mut caller: Cx<'_>,
+    kind: NewCallKind,
+    cluster: String,
+    timeout_ms: i32,
+    return_token: i32,
+) -> HostResult {
     let host = caller.data_mut();
-    let token = host.new_http_token();
+    let token = match kind {
+        NewCallKind::Http { .. } => host.new_http_token(),
+        NewCallKind::Grpc { .. } => host.new_grpc_token(),
+    };
     let root_context = host.root_context;
     host.calls_in_flight.push(token);
     host.new_calls.push(NewCall {
         token,
         root_context,
-        kind: NewCallKind::Http {
-            headers,
-            body,
-            trailers,
-        },
+        kind,
         cluster,
         timeout: Duration::from_millis(u64::from(timeout_ms as u32)),
     });
@@ -137,27 +153,13 @@ fn proxy_grpc_call(
         Ok(c) => c,
         Err(s) => return Ok(s.code()),
     };
-    let host = caller.data_mut();
-    let token = host.new_grpc_token();
-    let root_context = host.root_context;
-    host.calls_in_flight.push(token);
-    host.new_calls.push(NewCall {
-        token,
-        root_context,
-        kind: NewCallKind::Grpc {
-            service,
-            method,
-            initial_metadata,
-            message,
-        },
-        cluster,
-        timeout: Duration::from_millis(u64::from(timeout_ms as u32)),
-    });
-    Ok(mem::status(mem::write_u32(
-        &mut caller,
-        return_token,
-        token,
-    )))
+    let kind = NewCallKind::Grpc {
+        service,
+        method,
+        initial_metadata,
+        message,
+    };
+    start_call(caller, kind, cluster, timeout_ms, return_token)
 }
 
 #[allow(clippy::too_many_arguments)]
