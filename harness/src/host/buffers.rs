@@ -3,6 +3,7 @@
 //! callback (or while the filter holds it paused), a call's answer during its
 //! callback, the configuration during `on_vm_start` / `on_configure`.
 
+use super::mem::or_status;
 use super::mem::{self, Cx, HostResult};
 use super::{Access, HostState};
 use crate::abi::{BufferType, Status};
@@ -82,10 +83,7 @@ fn proxy_set_buffer_bytes(
     let Some(kind) = BufferType::from_raw(kind) else {
         return Ok(Status::BadArgument.code());
     };
-    let data = match mem::read(&mut caller, data_ptr, data_len) {
-        Ok(d) => d,
-        Err(s) => return Ok(s.code()),
-    };
+    let data = or_status!(mem::read(&mut caller, data_ptr, data_len));
     let (start, size) = (start as u32 as usize, size as u32 as usize);
     let host = caller.data_mut();
     let body = match kind {

@@ -3,10 +3,10 @@
 //! `proxy_grpc_close`, `proxy_get_status`. Calls belong to the root context;
 //! the proxy answers them through the test's responders once the callback returns.
 
+use super::mem::or_status;
 use super::mem::{self, Cx, HostResult};
 use super::{HostState, NewCall, NewCallKind};
-use crate::abi::{self, Status};
-use crate::exchange::Headers;
+use crate::abi::Status;
 use std::time::Duration;
 use wasmtime::Linker;
 
@@ -19,11 +19,6 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
     linker.func_wrap("env", "proxy_grpc_close", proxy_grpc_close)?;
     linker.func_wrap("env", "proxy_get_status", proxy_get_status)?;
     Ok(())
-}
-
-fn read_map(caller: &mut Cx<'_>, ptr: i32, len: i32) -> Result<Headers, Status> {
-    let bytes = mem::read(caller, ptr, len)?;
-    abi::deserialize_map(&bytes).ok_or(Status::ParseFailure)
 }
 
 /// The cluster name, or `unknown` when the process has no such cluster:
@@ -63,7 +58,7 @@ fn proxy_http_call(
     }
     let call = (|| {
         let cluster = known_cluster(&mut caller, upstream_ptr, upstream_len, Status::BadArgument)?;
-        let headers = read_map(&mut caller, headers_ptr, headers_len)?;
+        let headers = mem::read_map(&mut caller, headers_ptr, headers_len)?;
         // Envoy refuses a call without :path, :method and :authority.
         if [":path", ":method", ":authority"]
             .iter()
@@ -72,13 +67,10 @@ fn proxy_http_call(
             return Err(Status::BadArgument);
         }
         let body = mem::read(&mut caller, body_ptr, body_len)?;
-        let trailers = read_map(&mut caller, trailers_ptr, trailers_len)?;
+        let trailers = mem::read_map(&mut caller, trailers_ptr, trailers_len)?;
         Ok::<_, Status>((cluster, headers, body, trailers))
     })();
-    let (cluster, headers, body, trailers) = match call {
-        Ok(c) => c,
-        Err(s) => return Ok(s.code()),
-    };
+    let (cluster, headers, body, trailers) = or_status!(call);
     let kind = NewCallKind::Http {
         headers,
         body,
@@ -145,14 +137,11 @@ fn proxy_grpc_call(
         )?;
         let service = mem::read_string(&mut caller, service_ptr, service_len)?;
         let method = mem::read_string(&mut caller, method_ptr, method_len)?;
-        let initial_metadata = read_map(&mut caller, metadata_ptr, metadata_len)?;
+        let initial_metadata = mem::read_map(&mut caller, metadata_ptr, metadata_len)?;
         let message = mem::read(&mut caller, message_ptr, message_len)?;
         Ok::<_, Status>((cluster, service, method, initial_metadata, message))
     })();
-    let (cluster, service, method, initial_metadata, message) = match call {
-        Ok(c) => c,
-        Err(s) => return Ok(s.code()),
-    };
+    let (cluster, service, method, initial_metadata, message) = or_status!(call);
     let kind = NewCallKind::Grpc {
         service,
         method,
@@ -187,13 +176,10 @@ fn proxy_grpc_stream(
         )?;
         let service = mem::read_string(&mut caller, service_ptr, service_len)?;
         let method = mem::read_string(&mut caller, method_ptr, method_len)?;
-        let metadata = read_map(&mut caller, metadata_ptr, metadata_len)?;
+        let metadata = mem::read_map(&mut caller, metadata_ptr, metadata_len)?;
         Ok::<_, Status>((cluster, service, method, metadata))
     })();
-    let (cluster, service, method, metadata) = match open {
-        Ok(o) => o,
-        Err(s) => return Ok(s.code()),
-    };
+    let (cluster, service, method, metadata) = or_status!(open);
     let host = caller.data_mut();
     let token = host.new_grpc_stream_token();
     host.grpc_streams.insert(
@@ -215,10 +201,7 @@ fn proxy_grpc_send(
     message_len: i32,
     _end_of_stream: i32,
 ) -> HostResult {
-    let message = match mem::read(&mut caller, message_ptr, message_len) {
-        Ok(m) => m,
-        Err(s) => return Ok(s.code()),
-    };
+    let message = or_status!(mem::read(&mut caller, message_ptr, message_len));
     let host = caller.data_mut();
     let token = token as u32;
     // As Envoy: a token that is not a stream's is BAD_ARGUMENT, an unknown stream NOT_FOUND.

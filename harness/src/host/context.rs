@@ -2,9 +2,10 @@
 //! `proxy_continue_stream`, `proxy_close_stream`, `proxy_send_local_response`.
 //! Stream actions are deferred until the callback returns, as Envoy defers them.
 
+use super::mem::or_status;
 use super::mem::{self, Cx, HostResult};
 use super::{ContextKind, Effect, HostState};
-use crate::abi::{self, Status, StreamType};
+use crate::abi::{Status, StreamType};
 use wasmtime::Linker;
 
 pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
@@ -105,21 +106,14 @@ fn proxy_send_local_response(
     _grpc_status: i32,
 ) -> HostResult {
     let context = stream_context(&caller);
-    let details = match mem::read(&mut caller, details_ptr, details_len) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(s) => return Ok(s.code()),
-    };
-    let body = match mem::read(&mut caller, body_ptr, body_len) {
-        Ok(b) => b,
-        Err(s) => return Ok(s.code()),
-    };
-    let headers = match mem::read(&mut caller, headers_ptr, headers_len) {
-        Ok(b) => match abi::deserialize_map(&b) {
-            Some(h) => h,
-            None => return Ok(Status::ParseFailure.code()),
-        },
-        Err(s) => return Ok(s.code()),
-    };
+    let details = String::from_utf8_lossy(&or_status!(mem::read(
+        &mut caller,
+        details_ptr,
+        details_len
+    )))
+    .into_owned();
+    let body = or_status!(mem::read(&mut caller, body_ptr, body_len));
+    let headers = or_status!(mem::read_map(&mut caller, headers_ptr, headers_len));
     if !(100..=999).contains(&status_code) {
         return Ok(Status::BadArgument.code());
     }

@@ -5,6 +5,7 @@
 //! single-value reads and mutations answer BAD_ARGUMENT and pair reads answer an
 //! empty map. In `proxy_on_log` the maps are readable again (ARCHITECTURE §4).
 
+use super::mem::or_status;
 use super::mem::{self, Cx, HostResult};
 use super::{Access, HostState};
 use crate::abi::{self, MapType, Status};
@@ -142,13 +143,7 @@ fn proxy_set_header_map_pairs(mut caller: Cx<'_>, kind: i32, ptr: i32, len: i32)
     let Some(kind) = MapType::from_raw(kind) else {
         return Ok(Status::BadArgument.code());
     };
-    let pairs = match mem::read(&mut caller, ptr, len) {
-        Ok(bytes) => match abi::deserialize_map(&bytes) {
-            Some(p) => p,
-            None => return Ok(Status::ParseFailure.code()),
-        },
-        Err(s) => return Ok(s.code()),
-    };
+    let pairs = or_status!(mem::read_map(&mut caller, ptr, len));
     let pairs: Headers = pairs
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
@@ -171,10 +166,7 @@ fn proxy_get_header_map_value(
     let Some(kind) = MapType::from_raw(kind) else {
         return Ok(Status::BadArgument.code());
     };
-    let key = match mem::read_string(&mut caller, key_ptr, key_len) {
-        Ok(k) => k.to_ascii_lowercase(),
-        Err(s) => return Ok(s.code()),
-    };
+    let key = or_status!(mem::read_string(&mut caller, key_ptr, key_len)).to_ascii_lowercase();
     let found = with_map(caller.data_mut(), kind, Access::Read, |m| {
         m.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
     });

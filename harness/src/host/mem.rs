@@ -10,6 +10,19 @@ pub(crate) type Cx<'a> = Caller<'a, HostState>;
 /// Hostcalls return a status code; an `Err` is a trap (the allocator trapped).
 pub(crate) type HostResult = wasmtime::Result<i32>;
 
+/// The value of a `Result<_, Status>`, or an early `Ok(code)` out of the
+/// hostcall: a bad pointer or argument is the guest's error, answered with its
+/// status, not a trap.
+macro_rules! or_status {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(status) => return Ok(status.code()),
+        }
+    };
+}
+pub(crate) use or_status;
+
 pub(crate) fn read(caller: &mut Cx<'_>, ptr: i32, len: i32) -> Result<Vec<u8>, Status> {
     let memory = caller.data().memory.ok_or(Status::InvalidMemoryAccess)?;
     let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
@@ -18,6 +31,16 @@ pub(crate) fn read(caller: &mut Cx<'_>, ptr: i32, len: i32) -> Result<Vec<u8>, S
     data.get(ptr..end)
         .map(<[u8]>::to_vec)
         .ok_or(Status::InvalidMemoryAccess)
+}
+
+/// A serialized header map (proxy-wasm's encoding); PARSE_FAILURE if malformed.
+pub(crate) fn read_map(
+    caller: &mut Cx<'_>,
+    ptr: i32,
+    len: i32,
+) -> Result<crate::exchange::Headers, Status> {
+    let bytes = read(caller, ptr, len)?;
+    crate::abi::deserialize_map(&bytes).ok_or(Status::ParseFailure)
 }
 
 pub(crate) fn read_string(caller: &mut Cx<'_>, ptr: i32, len: i32) -> Result<String, Status> {

@@ -2,6 +2,7 @@
 //! `proxy_get_metric`. Ids are per VM and carry the type in their low 2 bits;
 //! values live in the process by name, so every worker adds to one stat.
 
+use super::mem::or_status;
 use super::mem::{self, Cx, HostResult};
 use super::HostState;
 use crate::abi::{MetricType, Status};
@@ -29,10 +30,7 @@ fn proxy_define_metric(
     let Some(kind) = MetricType::from_raw(kind) else {
         return Ok(Status::BadArgument.code());
     };
-    let name = match mem::read_string(&mut caller, name_ptr, name_len) {
-        Ok(n) => n,
-        Err(s) => return Ok(s.code()),
-    };
+    let name = or_status!(mem::read_string(&mut caller, name_ptr, name_len));
     let host = caller.data_mut();
     {
         let mut process = host.process.borrow_mut();

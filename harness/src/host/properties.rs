@@ -3,6 +3,7 @@
 //! and filter state. Strings are raw bytes, integers 8-byte little-endian,
 //! booleans 1 byte, maps serialized like header maps.
 
+use super::mem::or_status;
 use super::mem::{self, Cx, HostResult};
 use super::{Exchange, HostState};
 use crate::abi::{self, Status};
@@ -22,10 +23,7 @@ fn proxy_get_property(
     return_ptr: i32,
     return_size: i32,
 ) -> HostResult {
-    let path = match mem::read(&mut caller, path_ptr, path_len) {
-        Ok(p) => abi::split_path(&p),
-        Err(s) => return Ok(s.code()),
-    };
+    let path = abi::split_path(&or_status!(mem::read(&mut caller, path_ptr, path_len)));
     // Envoy cannot serialize the whole filter-state map (the SDK then panics).
     if path.len() == 1 && path[0] == "filter_state" {
         return Ok(Status::SerializationFailure.code());
@@ -49,14 +47,8 @@ fn proxy_set_property(
     value_ptr: i32,
     value_len: i32,
 ) -> HostResult {
-    let path = match mem::read(&mut caller, path_ptr, path_len) {
-        Ok(p) => abi::split_path(&p).join("."),
-        Err(s) => return Ok(s.code()),
-    };
-    let value = match mem::read(&mut caller, value_ptr, value_len) {
-        Ok(v) => v,
-        Err(s) => return Ok(s.code()),
-    };
+    let path = abi::split_path(&or_status!(mem::read(&mut caller, path_ptr, path_len))).join(".");
+    let value = or_status!(mem::read(&mut caller, value_ptr, value_len));
     let Some(stream) = caller.data().stream() else {
         return Ok(Status::NotFound.code());
     };

@@ -1,6 +1,7 @@
 //! Shared data and shared queues. Both are per `vm_id` and shared by every
 //! worker VM of the process (ARCHITECTURE §4).
 
+use super::mem::or_status;
 use super::mem::{self, Cx, HostResult};
 use super::HostState;
 use crate::abi::Status;
@@ -45,10 +46,7 @@ fn proxy_get_shared_data(
     if mem::starting(&caller) {
         return Ok(Status::InternalFailure.code());
     }
-    let key = match mem::read_string(&mut caller, key_ptr, key_len) {
-        Ok(k) => k,
-        Err(s) => return Ok(s.code()),
-    };
+    let key = or_status!(mem::read_string(&mut caller, key_ptr, key_len));
     let found = {
         let host = caller.data();
         host.process.borrow().get_shared(&host.plugin.vm_id, &key)
@@ -73,14 +71,8 @@ fn proxy_set_shared_data(
     if mem::starting(&caller) {
         return Ok(Status::InternalFailure.code());
     }
-    let key = match mem::read_string(&mut caller, key_ptr, key_len) {
-        Ok(k) => k,
-        Err(s) => return Ok(s.code()),
-    };
-    let value = match mem::read(&mut caller, value_ptr, value_len) {
-        Ok(v) => v,
-        Err(s) => return Ok(s.code()),
-    };
+    let key = or_status!(mem::read_string(&mut caller, key_ptr, key_len));
+    let value = or_status!(mem::read(&mut caller, value_ptr, value_len));
     let host = caller.data();
     let status = host
         .process
@@ -103,10 +95,7 @@ fn proxy_register_shared_queue(
     if mem::starting(&caller) {
         return Ok(Status::InternalFailure.code());
     }
-    let name = match mem::read_string(&mut caller, name_ptr, name_len) {
-        Ok(n) => n,
-        Err(s) => return Ok(s.code()),
-    };
+    let name = or_status!(mem::read_string(&mut caller, name_ptr, name_len));
     let id = {
         let host = caller.data();
         // proxy_on_queue_ready goes to the root context, even when a stream
@@ -149,14 +138,8 @@ fn proxy_resolve_shared_queue(
     if mem::starting(&caller) {
         return Ok(Status::InternalFailure.code());
     }
-    let vm_id = match mem::read_string(&mut caller, vm_id_ptr, vm_id_len) {
-        Ok(v) => v,
-        Err(s) => return Ok(s.code()),
-    };
-    let name = match mem::read_string(&mut caller, name_ptr, name_len) {
-        Ok(n) => n,
-        Err(s) => return Ok(s.code()),
-    };
+    let vm_id = or_status!(mem::read_string(&mut caller, vm_id_ptr, vm_id_len));
+    let name = or_status!(mem::read_string(&mut caller, name_ptr, name_len));
     let found = caller
         .data()
         .process
@@ -183,10 +166,7 @@ fn proxy_enqueue_shared_queue(
     if mem::starting(&caller) {
         return Ok(Status::InternalFailure.code());
     }
-    let value = match mem::read(&mut caller, value_ptr, value_len) {
-        Ok(v) => v,
-        Err(s) => return Ok(s.code()),
-    };
+    let value = or_status!(mem::read(&mut caller, value_ptr, value_len));
     let host = caller.data();
     let mut process = host.process.borrow_mut();
     let index = (id as u32 as usize).wrapping_sub(1);
