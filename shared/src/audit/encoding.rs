@@ -10,12 +10,16 @@ pub fn hex_encode(bytes: &[u8]) -> String {
 
 /// Appends the lowercase hex of `bytes` to `out`.
 pub fn hex_encode_into(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out.reserve(bytes.len() * 2);
-    for &b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0x0f)] as char);
-    }
+    out.extend(hex_digits(bytes).map(char::from));
+}
+
+/// The lowercase hex digits of `bytes`, two per byte.
+pub fn hex_digits(bytes: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|&b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]])
 }
 
 /// Decodes lowercase hex; `None` for odd length, uppercase or other characters

@@ -11,7 +11,7 @@
 //! breaks the chain where it happened.
 
 use super::canonical::to_canonical;
-use super::encoding::{hex_decode, hex_encode};
+use super::encoding::{hex_decode, hex_digits, hex_encode};
 use super::keys::{Keyring, SigningKey};
 use crate::filter_state::{Decision, Outcome};
 use serde::{Deserialize, Serialize};
@@ -185,23 +185,15 @@ pub fn seal_into<S: Serialize>(
         out.pop();
     }
     out.extend_from_slice(b",\"hash\":\"");
-    push_hex(out, &digest);
+    out.extend(hex_digits(&digest));
     out.push(b'"');
     if let Some(key) = key {
         out.extend_from_slice(b",\"sig\":\"");
-        push_hex(out, &key.sign(&[RECORD_MAC_DOMAIN, &digest]));
+        out.extend(hex_digits(&key.sign(&[RECORD_MAC_DOMAIN, &digest])));
         out.push(b'"');
     }
     out.push(b'}');
     digest
-}
-
-fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0f)]);
-    }
 }
 
 /// A line that is not an audit record at all.
