@@ -8,6 +8,7 @@ pub mod client;
 pub mod echo;
 pub mod envoy;
 pub mod ftw;
+pub mod loopback;
 pub mod raw;
 
 pub use albedo::AlbedoServer;

@@ -4,13 +4,11 @@
 //! tests, RESPONSE-95x) sends back the status, headers and body the request asks for.
 
 use super::echo::read_request;
-use anyhow::Context as _;
+use super::loopback::Loopback;
 use meshward_harness::ftw::albedo::{Albedo, Reply, Spec};
 use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The `Date` albedo sends: the harness's virtual clock starts at 2026-01-01T00:00:00Z,
@@ -25,64 +23,32 @@ struct State {
 
 /// The albedo upstream; stops when dropped.
 pub struct AlbedoServer {
-    addr: SocketAddr,
+    server: Loopback,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
 }
 
 impl AlbedoServer {
     /// Binds 127.0.0.1 on a free port and serves until dropped.
     pub fn start() -> anyhow::Result<AlbedoServer> {
-        let listener = TcpListener::bind("127.0.0.1:0").context("binding albedo")?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             albedo: Albedo::new(DATE),
             stage_response: None,
         }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let accept = {
-            let state = Arc::clone(&state);
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let state = Arc::clone(&state);
-                    std::thread::spawn(move || {
-                        let _ = serve(stream, &state);
-                    });
-                }
-            })
-        };
-        Ok(AlbedoServer {
-            addr,
-            state,
-            stop,
-            accept: Some(accept),
-        })
+        let shared = Arc::clone(&state);
+        let server = Loopback::start("albedo", move |stream| {
+            let _ = serve(stream, &shared);
+        })?;
+        Ok(AlbedoServer { server, state })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Answers every request with `spec` until called again (`None`: albedo's endpoints).
     pub fn set_stage_response(&self, spec: Option<Spec>) {
         if let Ok(mut state) = self.state.lock() {
             state.stage_response = spec;
-        }
-    }
-}
-
-impl Drop for AlbedoServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(handle) = self.accept.take() {
-            let _ = handle.join();
         }
     }
 }

@@ -1,13 +1,12 @@
 //! An HTTP/1.1 upstream on loopback that answers every request with 200 and a
 //! JSON description of what it received, and keeps a record of it.
 
+use super::loopback::Loopback;
 use anyhow::{bail, Context as _};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// What the upstream received for one request.
@@ -61,45 +60,23 @@ impl Echoed {
 
 /// The echo server; stops when dropped.
 pub struct EchoServer {
-    addr: SocketAddr,
+    server: Loopback,
     received: Arc<Mutex<Vec<Echoed>>>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
 }
 
 impl EchoServer {
     /// Binds 127.0.0.1 on a free port and serves until dropped.
     pub fn start() -> anyhow::Result<EchoServer> {
-        let listener = TcpListener::bind("127.0.0.1:0").context("binding the echo server")?;
-        let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let accept = {
-            let received = Arc::clone(&received);
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let received = Arc::clone(&received);
-                    std::thread::spawn(move || {
-                        let _ = serve(stream, &received);
-                    });
-                }
-            })
-        };
-        Ok(EchoServer {
-            addr,
-            received,
-            stop,
-            accept: Some(accept),
-        })
+        let shared = Arc::clone(&received);
+        let server = Loopback::start("the echo server", move |stream| {
+            let _ = serve(stream, &shared);
+        })?;
+        Ok(EchoServer { server, received })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Every request received so far, in arrival order.
@@ -110,17 +87,6 @@ impl EchoServer {
     /// How many requests reached the upstream so far.
     pub fn count(&self) -> usize {
         self.received.lock().map(|r| r.len()).unwrap_or_default()
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(handle) = self.accept.take() {
-            let _ = handle.join();
-        }
     }
 }
 
