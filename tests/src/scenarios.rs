@@ -751,6 +751,19 @@ pub fn assert_scenario(mesh: &Mesh, scenario: &Scenario) {
 /// Upstream headers that carry per-request ids, times or signatures.
 pub const AUDIT_VOLATILE: &[&str] = &["x-meshward-audit", "x-meshward-audit-signature"];
 
+/// Request `i` got 200 from the upstream it reached.
+fn expect_passed(o: &[Observed], i: usize) -> Result<(), String> {
+    expect_status(o, i, 200)?;
+    expect_reached(o, i, true)
+}
+
+/// Request `i` was denied with meshward's 403 JSON reply and never reached the upstream.
+fn expect_denied(o: &[Observed], i: usize) -> Result<(), String> {
+    expect_status(o, i, 403)?;
+    expect_reached(o, i, false)?;
+    expect_json_local_reply(o, i)
+}
+
 fn expect_status(o: &[Observed], i: usize, status: u16) -> Result<(), String> {
     let got = o.get(i).ok_or_else(|| format!("no request {i}"))?;
     if got.status != status {
@@ -845,8 +858,7 @@ pub fn same_tenant_call_is_allowed() -> Scenario {
         volatile: AUDIT_VOLATILE,
         refill: None,
         expect: |mesh, o| {
-            expect_status(o, 0, 200)?;
-            expect_reached(o, 0, true)?;
+            expect_passed(o, 0)?;
             expect_audited_as(mesh, o, 0, BANK_A_WEB, "same_tenant")
         },
     }
@@ -860,11 +872,7 @@ pub fn cross_tenant_call_is_denied() -> Scenario {
         requests: vec![Send::get(BANK_B_API, "/accounts/1")],
         volatile: AUDIT_VOLATILE,
         refill: None,
-        expect: |_, o| {
-            expect_status(o, 0, 403)?;
-            expect_reached(o, 0, false)?;
-            expect_json_local_reply(o, 0)
-        },
+        expect: |_, o| expect_denied(o, 0),
     }
 }
 
@@ -906,8 +914,7 @@ pub fn forged_meshward_headers_do_not_reach_the_upstream() -> Scenario {
         volatile: AUDIT_VOLATILE,
         refill: None,
         expect: |_, o| {
-            expect_status(o, 0, 200)?;
-            expect_reached(o, 0, true)?;
+            expect_passed(o, 0)?;
             for (name, forged) in [
                 ("x-meshward-tenant", "bank-b".to_string()),
                 ("x-meshward-principal", BANK_B_API.spiffe_id()),
@@ -980,8 +987,7 @@ pub fn audit_headers_are_signed_and_verifiable() -> Scenario {
         volatile: AUDIT_VOLATILE,
         refill: None,
         expect: |mesh, o| {
-            expect_status(o, 0, 200)?;
-            expect_reached(o, 0, true)?;
+            expect_passed(o, 0)?;
             let claims = verified_audit_claims(mesh, o, 0)?;
             let value = o[0].upstream_header("x-meshward-audit").unwrap_or_default();
             let want_principal = BANK_A_WEB.spiffe_id();
@@ -1021,8 +1027,7 @@ pub fn gateway_forwarded_identity_is_trusted() -> Scenario {
         volatile: AUDIT_VOLATILE,
         refill: None,
         expect: |mesh, o| {
-            expect_status(o, 0, 200)?;
-            expect_reached(o, 0, true)?;
+            expect_passed(o, 0)?;
             // The forwarded client, not the gateway, is the caller the upstream is told of.
             expect_audited_as(mesh, o, 0, BANK_A_WEB, "same_tenant")
         },
@@ -1057,8 +1062,7 @@ pub fn shared_service_accepts_an_authenticated_caller() -> Scenario {
         volatile: AUDIT_VOLATILE,
         refill: None,
         expect: |mesh, o| {
-            expect_status(o, 0, 200)?;
-            expect_reached(o, 0, true)?;
+            expect_passed(o, 0)?;
             expect_audited_as(mesh, o, 0, BANK_A_API, "shared_authenticated")
         },
     }
@@ -1073,11 +1077,7 @@ pub fn shared_workload_calling_a_bank_is_denied() -> Scenario {
         requests: vec![Send::get(SHARED_LOGGING, "/accounts/1")],
         volatile: AUDIT_VOLATILE,
         refill: None,
-        expect: |_, o| {
-            expect_status(o, 0, 403)?;
-            expect_reached(o, 0, false)?;
-            expect_json_local_reply(o, 0)
-        },
+        expect: |_, o| expect_denied(o, 0),
     }
 }
 
@@ -1094,8 +1094,7 @@ pub fn public_path_is_open_but_cannot_be_stretched() -> Scenario {
         volatile: AUDIT_VOLATILE,
         refill: None,
         expect: |_, o| {
-            expect_status(o, 0, 200)?;
-            expect_reached(o, 0, true)?;
+            expect_passed(o, 0)?;
             expect_status(o, 1, 403)?;
             expect_reached(o, 1, false)
         },
@@ -1185,8 +1184,7 @@ pub fn a_benign_json_transfer_passes_the_waf() -> Scenario {
         volatile: AUDIT_VOLATILE,
         refill: None,
         expect: |mesh, o| {
-            expect_status(o, 0, 200)?;
-            expect_reached(o, 0, true)?;
+            expect_passed(o, 0)?;
             let upstream = o[0].upstream.as_ref().map(|u| u.body.as_slice());
             if upstream != Some(BODY) {
                 return Err(format!(
