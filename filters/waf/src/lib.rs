@@ -200,11 +200,11 @@ impl Stream {
         // (an empty one too: CRS 920290 flags it).
         let has_authority = headers.iter().any(|(k, _)| k == ":authority");
         if has_authority && !headers.iter().any(|(k, _)| k == "host") {
-            tx.add_request_header(b"Host", &authority);
+            tx.add_request_header("Host", authority);
         }
-        for (name, value) in &headers {
+        for (name, value) in headers {
             if !name.starts_with(':') {
-                tx.add_request_header(name.as_bytes(), value);
+                tx.add_request_header(name, value);
             }
         }
         Some(tx)
@@ -452,9 +452,9 @@ impl HttpContext for Stream {
             .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
             .unwrap_or(0);
         tx.set_response_status(status, b"HTTP/1.1");
-        for (name, value) in &headers {
+        for (name, value) in headers {
             if !name.starts_with(':') {
-                tx.add_response_header(name.as_bytes(), value);
+                tx.add_response_header(name, value);
             }
         }
         let interruption = tx.process_response_headers();

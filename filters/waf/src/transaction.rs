@@ -260,11 +260,13 @@ impl Transaction {
         self.args_get = body::parse_urlencoded(query);
     }
 
-    pub fn add_request_header(&mut self, name: &[u8], value: &[u8]) {
+    /// Takes owned bytes (or copies borrowed ones): the proxy hands headers over owned.
+    pub fn add_request_header(&mut self, name: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        let (name, value) = (name.into(), value.into());
         if name.eq_ignore_ascii_case(b"cookie") {
-            self.cookies.extend(parse_cookies(value));
+            self.cookies.extend(parse_cookies(&value));
         }
-        self.request_headers.push((name.to_vec(), value.to_vec()));
+        self.request_headers.push((name, value));
     }
 
     pub fn set_response_status(&mut self, status: u16, protocol: &[u8]) {
@@ -272,8 +274,8 @@ impl Transaction {
         self.response_protocol = protocol.to_vec();
     }
 
-    pub fn add_response_header(&mut self, name: &[u8], value: &[u8]) {
-        self.response_headers.push((name.to_vec(), value.to_vec()));
+    pub fn add_response_header(&mut self, name: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.response_headers.push((name.into(), value.into()));
     }
 
     /// Whether phase 2 needs the request body.
