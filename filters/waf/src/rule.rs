@@ -230,6 +230,72 @@ impl Actions {
         }
         Ok(())
     }
+
+    /// `SecRuleUpdateActionById`, as ModSecurity defines it: the actions a
+    /// rule may carry once (`msg`, `severity`, the disruptive action, …)
+    /// replace the rule's; those it may repeat (`tag`, `t:`, `setvar`,
+    /// `ctl`) are appended, and `t:none` first drops the rule's
+    /// transformations. A rule's id, phase and chain cannot change.
+    pub fn update(&mut self, with: Actions) -> Result<(), String> {
+        // Destructured so that a new field cannot be forgotten here.
+        let Actions {
+            id,
+            phase,
+            msg,
+            logdata,
+            tags,
+            severity,
+            ver,
+            rev,
+            maturity,
+            accuracy,
+            disruptive,
+            status,
+            log,
+            auditlog,
+            capture,
+            multi_match,
+            chain,
+            skip_after,
+            skip,
+            transforms_reset,
+            transforms,
+            effects,
+        } = with;
+        if id.is_some() || phase.is_some() || chain {
+            return Err("cannot change a rule's id, phase or chain".into());
+        }
+        fn replace<T>(slot: &mut Option<T>, new: Option<T>) {
+            if new.is_some() {
+                *slot = new;
+            }
+        }
+        replace(&mut self.msg, msg);
+        replace(&mut self.logdata, logdata);
+        replace(&mut self.severity, severity);
+        replace(&mut self.ver, ver);
+        replace(&mut self.rev, rev);
+        replace(&mut self.maturity, maturity);
+        replace(&mut self.accuracy, accuracy);
+        replace(&mut self.disruptive, disruptive);
+        replace(&mut self.status, status);
+        replace(&mut self.log, log);
+        replace(&mut self.auditlog, auditlog);
+        replace(&mut self.skip_after, skip_after);
+        if skip > 0 {
+            self.skip = skip;
+        }
+        self.capture |= capture;
+        self.multi_match |= multi_match;
+        self.tags.extend(tags);
+        if transforms_reset {
+            self.transforms_reset = true;
+            self.transforms.clear();
+        }
+        self.transforms.extend(transforms);
+        self.effects.extend(effects);
+        Ok(())
+    }
 }
 
 fn parse_phase(v: &str) -> Result<u8, String> {
@@ -505,6 +571,40 @@ mod tests {
             .contains("t:rot13"));
         assert!(Actions::parse("id:1,ctl:fooBar=1").is_err());
         assert!(Actions::parse("id:1,status:99").is_err());
+    }
+
+    #[test]
+    fn an_update_replaces_single_actions_and_appends_repeatable_ones() {
+        let mut a = Actions::parse(
+            "id:7,phase:1,deny,status:403,msg:'old',severity:2,tag:'a',t:lowercase,setvar:tx.x=1",
+        )
+        .unwrap();
+        a.update(Actions::parse("pass,msg:'new',tag:'b',t:trim,setvar:tx.y=1").unwrap())
+            .unwrap();
+        assert_eq!(a.disruptive, Some(Disruptive::Pass));
+        assert_eq!(a.msg.as_ref().map(|m| m.raw.as_str()), Some("new"));
+        assert_eq!((a.status, a.severity), (Some(403), Some(2)), "untouched");
+        assert_eq!(a.tags, vec!["a", "b"]);
+        assert_eq!(
+            a.transforms,
+            vec![
+                Transform::from_name("lowercase").unwrap(),
+                Transform::from_name("trim").unwrap()
+            ]
+        );
+        assert_eq!(a.effects.len(), 2);
+
+        a.update(Actions::parse("t:none,t:urlDecode").unwrap())
+            .unwrap();
+        assert_eq!(
+            a.transforms,
+            vec![Transform::from_name("urlDecode").unwrap()]
+        );
+        assert!(a.transforms_reset);
+
+        for fixed in ["id:8", "phase:2", "chain"] {
+            assert!(a.update(Actions::parse(fixed).unwrap()).is_err(), "{fixed}");
+        }
     }
 
     #[test]

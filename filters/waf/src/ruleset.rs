@@ -277,6 +277,52 @@ impl RuleSet {
     }
 }
 
+/// The rules a `SecRuleRemoveBy*` / `SecRuleUpdate*By*` directive names by
+/// its first argument(s): ids and ranges, a tag, or a message.
+enum Selection {
+    Ids(Vec<(u64, u64)>),
+    Tag(String),
+    Msg(String),
+}
+
+impl Selection {
+    fn parse(d: &Directive) -> Result<Selection, String> {
+        let name = d.name.to_ascii_lowercase();
+        let first = d
+            .args
+            .first()
+            .ok_or_else(|| format!("{}: missing argument 1", d.name))?;
+        if name.ends_with("bytag") {
+            Ok(Selection::Tag(first.clone()))
+        } else if name.ends_with("bymsg") {
+            Ok(Selection::Msg(first.clone()))
+        } else {
+            // `SecRuleRemoveById` takes any number of id arguments; the
+            // updates take one (which may list several ids and ranges).
+            let args = if name == "secruleremovebyid" {
+                &d.args[..]
+            } else {
+                &d.args[..1]
+            };
+            let mut ranges = Vec::new();
+            for a in args {
+                ranges.extend(
+                    crate::rule::parse_id_ranges(a).map_err(|e| format!("{}: {e}", d.name))?,
+                );
+            }
+            Ok(Selection::Ids(ranges))
+        }
+    }
+
+    fn selects(&self, rule: &Rule) -> bool {
+        match self {
+            Selection::Ids(ranges) => ranges.iter().any(|(a, b)| (*a..=*b).contains(&rule.id)),
+            Selection::Tag(tag) => rule.has_tag(tag),
+            Selection::Msg(msg) => rule.actions.msg.as_ref().map(|m| m.raw.as_str()) == Some(msg),
+        }
+    }
+}
+
 impl Loader<'_> {
     fn directive(&mut self, d: Directive) -> Result<(), LoadError> {
         let err = |message: String| LoadError::new(&d.location, message);
@@ -362,55 +408,13 @@ impl Loader<'_> {
                 }
             }
             "seccomponentsignature" => settings.component_signatures.push(arg(0)?.to_string()),
-            "secruleupdatetargetbyid" => {
-                let targets = parse_targets(arg(1)?).map_err(|e| err(format!("{name}: {e}")))?;
-                let ranges = crate::rule::parse_id_ranges(arg(0)?)
-                    .map_err(|e| err(format!("{name}: {e}")))?;
-                let mut found = false;
-                for (from, to) in ranges {
-                    let ids: Vec<u64> = self
-                        .set
-                        .ids
-                        .keys()
-                        .copied()
-                        .filter(|id| (from..=to).contains(id))
-                        .collect();
-                    for id in ids {
-                        if let Some(rule) = self.set.rule_mut(id) {
-                            found = true;
-                            for t in &targets {
-                                if !rule.targets.contains(t) {
-                                    rule.targets.push(t.clone());
-                                }
-                            }
-                        }
-                    }
-                }
-                if !found {
-                    return Err(err(format!(
-                        "{name}: no rule with id {} is loaded before this line",
-                        arg(0)?
-                    )));
-                }
+            "secruleupdatetargetbyid" | "secruleupdatetargetbytag" | "secruleupdatetargetbymsg" => {
+                self.update_targets(&d)?
             }
-            "secruleremovebyid" => {
-                let mut ranges = Vec::new();
-                for a in &d.args {
-                    ranges.extend(
-                        crate::rule::parse_id_ranges(a).map_err(|e| err(format!("{name}: {e}")))?,
-                    );
-                }
-                self.set
-                    .remove_where(|r| !ranges.iter().any(|(a, b)| (*a..=*b).contains(&r.id)));
-            }
-            "secruleremovebytag" => {
-                let tag = arg(0)?.to_string();
-                self.set.remove_where(|r| !r.has_tag(&tag));
-            }
-            "secruleremovebymsg" => {
-                let msg = arg(0)?.to_string();
-                self.set
-                    .remove_where(|r| r.actions.msg.as_ref().map(|m| m.raw.as_str()) != Some(&msg));
+            "secruleupdateactionbyid" => self.update_actions(&d)?,
+            "secruleremovebyid" | "secruleremovebytag" | "secruleremovebymsg" => {
+                let selection = Selection::parse(&d).map_err(&err)?;
+                self.set.remove_where(|r| !selection.selects(r));
             }
             _ if HOST_ONLY_DIRECTIVES
                 .iter()
@@ -424,6 +428,87 @@ impl Loader<'_> {
             _ => return Err(err(format!("unsupported directive `{name}`"))),
         }
         Ok(())
+    }
+
+    /// `SecRuleUpdateTargetBy{Id,Tag,Msg} RULES TARGETS [REPLACED]`: adds
+    /// the targets (`!VAR:key` adds an exclusion) to every rule selected;
+    /// with a third argument they replace that target instead.
+    fn update_targets(&mut self, d: &Directive) -> Result<(), LoadError> {
+        let err = |message: String| LoadError::new(&d.location, format!("{}: {message}", d.name));
+        let (Some(targets), None) = (d.args.get(1), d.args.get(3)) else {
+            return Err(err("expected RULES TARGETS [REPLACED_TARGET]".into()));
+        };
+        let targets = parse_targets(targets).map_err(&err)?;
+        let replaced = match d.args.get(2) {
+            Some(text) => parse_targets(text).map_err(&err)?,
+            None => Vec::new(),
+        };
+        for id in self.selected_ids(d)? {
+            let Some(rule) = self.set.rule_mut(id) else {
+                continue;
+            };
+            for r in &replaced {
+                let Some(at) = rule.targets.iter().position(|t| t == r) else {
+                    return Err(err(format!("rule {id} has no target `{}`", d.args[2])));
+                };
+                rule.targets.remove(at);
+            }
+            for t in &targets {
+                if !rule.targets.contains(t) {
+                    rule.targets.push(t.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `SecRuleUpdateActionById RULES ACTIONS` (see `Actions::update`).
+    fn update_actions(&mut self, d: &Directive) -> Result<(), LoadError> {
+        let err = |message: String| LoadError::new(&d.location, format!("{}: {message}", d.name));
+        let (Some(text), None) = (d.args.get(1), d.args.get(2)) else {
+            return Err(err("expected RULES ACTIONS".into()));
+        };
+        for id in self.selected_ids(d)? {
+            let mut update = Actions::parse(text).map_err(&err)?;
+            let Some(rule) = self.set.rule_mut(id) else {
+                continue;
+            };
+            if update.disruptive == Some(Disruptive::Block) {
+                let defaults = self.defaults[usize::from(rule.phase - 1)].as_ref();
+                update.disruptive = Some(default_disruptive(defaults));
+            }
+            rule.actions.update(update).map_err(&err)?;
+        }
+        Ok(())
+    }
+
+    /// The ids of the loaded rules a directive's first argument selects; an
+    /// update that selects nothing is an error, so a mistyped exclusion
+    /// cannot silently leave a false positive in place.
+    fn selected_ids(&self, d: &Directive) -> Result<Vec<u64>, LoadError> {
+        let selection =
+            Selection::parse(d).map_err(|message| LoadError::new(&d.location, message))?;
+        let ids: Vec<u64> = self
+            .set
+            .phases
+            .iter()
+            .flatten()
+            .filter_map(|item| match item {
+                Item::Rule(rule) if selection.selects(rule) => Some(rule.id),
+                _ => None,
+            })
+            .collect();
+        if ids.is_empty() {
+            return Err(LoadError::new(
+                &d.location,
+                format!(
+                    "{}: no rule loaded before this line matches `{}`",
+                    d.name,
+                    d.args.first().map(String::as_str).unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(ids)
     }
 
     fn sec_rule(&mut self, d: &Directive) -> Result<(), LoadError> {
@@ -591,15 +676,8 @@ impl Loader<'_> {
 /// stands in for `block` and for rules that name none; its `log` and `t:`
 /// apply unless the rule says otherwise.
 fn apply_defaults(actions: &mut Actions, defaults: Option<&Actions>) {
-    let default_disruptive = defaults
-        .and_then(|d| d.disruptive.clone())
-        .unwrap_or(Disruptive::Pass);
-    let default_disruptive = match default_disruptive {
-        Disruptive::Block => Disruptive::Pass,
-        other => other,
-    };
     actions.disruptive = match actions.disruptive.take() {
-        None | Some(Disruptive::Block) => Some(default_disruptive),
+        None | Some(Disruptive::Block) => Some(default_disruptive(defaults)),
         other => other,
     };
     if actions.status.is_none() {
@@ -612,6 +690,15 @@ fn apply_defaults(actions: &mut Actions, defaults: Option<&Actions>) {
         actions.auditlog = defaults.and_then(|d| d.auditlog);
     }
     inherit_transforms(actions, defaults);
+}
+
+/// What `block` means in a phase: its `SecDefaultAction`'s disruptive
+/// action, `pass` without one.
+fn default_disruptive(defaults: Option<&Actions>) -> Disruptive {
+    match defaults.and_then(|d| d.disruptive.clone()) {
+        None | Some(Disruptive::Block) => Disruptive::Pass,
+        Some(other) => other,
+    }
 }
 
 fn inherit_transforms(actions: &mut Actions, defaults: Option<&Actions>) {

@@ -219,6 +219,101 @@ fn ctl_removes_rules_and_targets_for_this_request_only() {
 }
 
 #[test]
+fn update_directives_tune_loaded_rules_by_id_tag_and_msg() {
+    let rules = "SecDefaultAction \"phase:1,log,deny,status:406\"\n\
+         SecRule ARGS \"@rx evil\" \"id:1,phase:1,deny,status:403,log,msg:'evil arg',tag:'attack-x'\"\n\
+         SecRule ARGS \"@rx bad\" \"id:2,phase:1,pass,log,msg:'bad arg'\"\n\
+         SecRule REQUEST_HEADERS:x-a \"@rx bad\" \"id:3,phase:1,pass,log\"\n\
+         SecRule ARGS:level \"@rx high\" \"id:4,phase:1,pass,log\"\n";
+    let s = settings(&format!(
+        "{rules}\
+         SecRuleUpdateTargetByTag attack-x \"!ARGS:comment\"\n\
+         SecRuleUpdateTargetByMsg \"bad arg\" \"!ARGS:note\"\n\
+         SecRuleUpdateTargetById 3 REQUEST_HEADERS:x-b REQUEST_HEADERS:x-a\n\
+         SecRuleUpdateActionById 4 block"
+    ));
+    let blocked_by = |req: &Req| run(&s, req).interruption().map(|i| (i.rule_id, i.status));
+    assert_eq!(blocked_by(&get("/?comment=evil")), None);
+    assert_eq!(blocked_by(&get("/?q=evil")), Some((1, 403)));
+    assert_eq!(all_ids(&run(&s, &get("/?note=bad"))), Vec::<u64>::new());
+    assert_eq!(all_ids(&run(&s, &get("/?q=bad"))), vec![2]);
+    let header = |name| {
+        let mut req = get("/");
+        req.headers.push((name, "bad"));
+        all_ids(&run(&s, &req))
+    };
+    assert_eq!(header("x-a"), Vec::<u64>::new(), "x-a was replaced by x-b");
+    assert_eq!(header("x-b"), vec![3]);
+    // `block` means the phase's default action: deny with status 406.
+    assert_eq!(blocked_by(&get("/?level=high")), Some((4, 406)));
+
+    // Monitor a rule instead of blocking on it, with a new message and
+    // transformations.
+    let s = settings(&format!(
+        "{rules}SecRuleUpdateActionById 1 \"pass,msg:'evil arg (monitored)',t:none,t:lowercase\""
+    ));
+    let tx = run(&s, &get("/?q=EVIL"));
+    assert!(tx.interruption().is_none());
+    assert_eq!(all_ids(&tx), vec![1]);
+    assert_eq!(tx.matched_rules()[0].msg, "evil arg (monitored)");
+
+    for (directive, expected) in [
+        (
+            "SecRuleUpdateTargetByTag nosuch \"!ARGS:x\"",
+            "no rule loaded before this line matches `nosuch`",
+        ),
+        (
+            "SecRuleUpdateTargetById 99 \"!ARGS:x\"",
+            "no rule loaded before this line matches `99`",
+        ),
+        (
+            "SecRuleUpdateTargetById 3 ARGS:x ARGS:y",
+            "rule 3 has no target `ARGS:y`",
+        ),
+        (
+            "SecRuleUpdateActionById 1 \"id:9\"",
+            "cannot change a rule's id, phase or chain",
+        ),
+        (
+            "SecRuleUpdateActionById 1 \"exec:/bin/sh\"",
+            "unsupported action `exec`",
+        ),
+    ] {
+        let e = load_error(&format!("{rules}{directive}"));
+        assert!(e.contains(expected) && e.contains(":6"), "{directive}: {e}");
+    }
+}
+
+/// The README's tuning example, as written there, loads with full CRS and
+/// does what its comments say.
+#[test]
+fn the_readme_tuning_example_excludes_fields_and_changes_the_block_status() {
+    let readme = include_str!("../README.md");
+    let section = &readme[readme.find("## Tuning CRS").expect("tuning section")..];
+    let block = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a yaml block");
+    let config: serde_yaml::Value = serde_yaml::from_str(block).unwrap();
+    let s =
+        Settings::parse(&serde_json::to_vec(&config).unwrap()).unwrap_or_else(|e| panic!("{e}"));
+
+    let sqli = "1%27%20or%20%271%27%3D%271";
+    let blocked = run(&s, &get(&format!("/transfer?q={sqli}")));
+    let i = blocked
+        .interruption()
+        .expect("SQL injection in q is blocked");
+    assert_eq!((i.rule_id, i.status), (949110, 406));
+    assert!(ids(&blocked).contains(&942100), "{:?}", ids(&blocked));
+    let excluded = run(&s, &get(&format!("/transfer?reference={sqli}")));
+    assert!(excluded.interruption().is_none(), "{:?}", ids(&excluded));
+    assert!(!ids(&excluded)
+        .iter()
+        .any(|id| (942000..943000).contains(id)));
+}
+
+#[test]
 fn transformations_apply_in_order_and_multimatch_checks_every_step() {
     let s = settings(
         "SecRule ARGS:a \"@streq <script>\" \"id:1,phase:1,pass,log,t:none,t:urlDecodeUni,t:lowercase\"\n\
