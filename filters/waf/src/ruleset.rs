@@ -123,6 +123,15 @@ const HOST_ONLY_DIRECTIVES: &[&str] = &[
     "SecRequestBodyInMemoryLimit",
     "SecCookieFormat",
     "SecServerSignature",
+    // Names for persistent collections and audit logs, which a proxy has none of.
+    "SecWebAppId",
+    "SecSensorId",
+    // Apache and nginx module settings.
+    "SecConnEngine",
+    "SecRuleInheritance",
+    "SecDisableBackendCompression",
+    // The XML processor never resolves external entities, whatever this says.
+    "SecXmlExternalEntity",
 ];
 
 /// The loader's state while directives are read.

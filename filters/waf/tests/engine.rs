@@ -429,10 +429,11 @@ fn per_authority_sets_choose_by_host_and_wildcard() {
 
 #[test]
 fn web_server_directives_load_with_a_note_instead_of_silently() {
-    let s =
-        settings("SecAuditEngine RelevantOnly\nSecTmpDir /tmp\nSecAction \"id:1,phase:1,pass\"");
+    let s = settings(
+        "SecAuditEngine RelevantOnly\nSecTmpDir /tmp\nSecWebAppId payments\nSecAction \"id:1,phase:1,pass\"",
+    );
     let notes = s.notes();
-    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert_eq!(notes.len(), 3, "{notes:?}");
     assert!(
         notes[0].starts_with("directives[0]:1: SecAuditEngine has no effect"),
         "{notes:?}"
