@@ -108,17 +108,27 @@ struct Value<'a> {
 }
 
 impl Value<'_> {
-    fn name(&self) -> String {
+    /// `ARGS:q`, or `TX` for a count: built without the formatter, and
+    /// without an allocation for a variable that has no key.
+    fn name(&self) -> Cow<'static, str> {
         match self.key {
-            Some(key) => format!("{}:{}", self.var.name(), String::from_utf8_lossy(key)),
-            None => self.var.name().to_string(),
+            Some(key) => {
+                let var = self.var.name();
+                let key = String::from_utf8_lossy(key);
+                let mut name = String::with_capacity(var.len() + 1 + key.len());
+                name.push_str(var);
+                name.push(':');
+                name.push_str(&key);
+                Cow::Owned(name)
+            }
+            None => Cow::Borrowed(self.var.name()),
         }
     }
 }
 
 /// A match found while evaluating one rule link.
 struct Match {
-    name: String,
+    name: Cow<'static, str>,
     value: Vec<u8>,
     captures: Option<Vec<Vec<u8>>>,
 }
@@ -164,8 +174,8 @@ pub struct Transaction {
 
     tx: BTreeMap<String, Vec<u8>>,
     persistent: BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>,
-    matched_var: Option<(String, Vec<u8>)>,
-    matched_vars: Vec<(String, Vec<u8>)>,
+    matched_var: Option<(Cow<'static, str>, Vec<u8>)>,
+    matched_vars: Vec<(Cow<'static, str>, Vec<u8>)>,
 
     removed_rules: Vec<RuleSelector>,
     removed_targets: Vec<(RuleSelector, Target)>,
@@ -665,26 +675,33 @@ impl Transaction {
 
     /// The values a link's targets yield, minus exclusions.
     fn values<'a>(&'a self, link: &'a Rule, starter: &Rule) -> Vec<Value<'a>> {
-        let exclusions: Vec<&Target> = link
-            .targets
-            .iter()
-            .filter(|t| t.exclude)
-            .chain(
-                self.removed_targets
-                    .iter()
-                    .filter(|(s, _)| s.selects(starter))
-                    .map(|(_, t)| t),
-            )
-            .collect();
+        // Checked in place, not collected: CRS rules often carry `!` targets
+        // (`!REQUEST_COOKIES:/__utm/`), and ctl removals are rare.
+        let removed: Vec<&Target> = if self.removed_targets.is_empty() {
+            Vec::new()
+        } else {
+            self.removed_targets
+                .iter()
+                .filter(|(s, _)| s.selects(starter))
+                .map(|(_, t)| t)
+                .collect()
+        };
+        let exclusions = || {
+            link.targets
+                .iter()
+                .filter(|t| t.exclude)
+                .chain(removed.iter().copied())
+        };
+        let any_exclusion = exclusions().next().is_some();
         let mut out = Vec::new();
         for target in link.targets.iter().filter(|t| !t.exclude) {
             let start = out.len();
             self.target_values(target, &mut out);
-            if !exclusions.is_empty() {
+            if any_exclusion {
                 let mut kept = start;
                 for i in start..out.len() {
                     let v = &out[i];
-                    let excluded = exclusions.iter().any(|x| {
+                    let excluded = exclusions().any(|x| {
                         x.var == v.var
                             && match (&x.selector, v.key) {
                                 (Selector::All, _) => true,
@@ -1023,7 +1040,7 @@ impl Transaction {
     }
 
     /// MATCHED_VAR / MATCHED_VAR_NAME: the latest match of this or an earlier rule.
-    fn last_match(&self) -> Option<&(String, Vec<u8>)> {
+    fn last_match(&self) -> Option<&(Cow<'static, str>, Vec<u8>)> {
         self.matched_vars.last().or(self.matched_var.as_ref())
     }
 
@@ -1050,38 +1067,27 @@ impl Transaction {
         for part in &m.parts {
             match part {
                 Part::Text(t) => out.extend_from_slice(t.as_bytes()),
-                Part::Var { name, key } => {
-                    if name == "RULE" {
-                        if let (Some(rule), Some(key)) = (rule, key) {
-                            out.extend_from_slice(self.rule_field(rule, key).as_bytes());
-                        }
-                        continue;
+                Part::Rule(key) => {
+                    if let Some(rule) = rule {
+                        out.extend_from_slice(self.rule_field(rule, key).as_bytes());
                     }
-                    let Some(var) = Var::from_name(name) else {
-                        continue;
-                    };
-                    let target = Target {
-                        var,
-                        selector: match key {
-                            Some(k) if var.is_collection() => Selector::Key(k.to_ascii_lowercase()),
-                            _ => Selector::All,
-                        },
-                        count: false,
-                        exclude: false,
-                    };
+                }
+                Part::Var(target) => {
                     let mut values = Vec::new();
-                    self.target_values(&target, &mut values);
+                    self.target_values(target, &mut values);
                     if let Some(v) = values.first() {
                         out.extend_from_slice(&v.bytes);
                     }
                 }
+                Part::Unknown(_) => {}
             }
         }
         Cow::Owned(out)
     }
 
+    /// `key` is lower-cased at load.
     fn rule_field(&self, rule: &Rule, key: &str) -> String {
-        match key.to_ascii_lowercase().as_str() {
+        match key {
             "id" => rule.id.to_string(),
             "msg" => rule
                 .actions
@@ -1106,18 +1112,18 @@ impl Transaction {
             match effect {
                 Effect::SetVar(set) => {
                     // Keys are lower-cased when parsed; only macros need work here.
-                    let key = if set.key.has_macros() {
-                        String::from_utf8_lossy(&self.expand(&set.key, Some(starter)))
-                            .to_ascii_lowercase()
+                    let key: Cow<'_, str> = if set.key.has_macros() {
+                        let key = self.expand(&set.key, Some(starter));
+                        Cow::Owned(String::from_utf8_lossy(&key).to_ascii_lowercase())
                     } else {
-                        set.key.raw.clone()
+                        Cow::Borrowed(&set.key.raw)
                     };
                     let new = match &set.op {
                         SetOp::Delete => None,
                         SetOp::Set(v) => Some(self.expand(v, Some(starter)).into_owned()),
                         SetOp::Add(v) | SetOp::Sub(v) => {
                             let delta = atoi(&self.expand(v, Some(starter)));
-                            let current = self.collection(set.collection).get(&key);
+                            let current = self.collection(set.collection).get(key.as_ref());
                             let current = current.map_or(0, |c| atoi(c));
                             let sum = if matches!(set.op, SetOp::Add(_)) {
                                 current.saturating_add(delta)
@@ -1128,12 +1134,14 @@ impl Transaction {
                         }
                     };
                     let collection = self.collection_mut(set.collection);
-                    match new {
-                        Some(v) => {
-                            collection.insert(key, v);
+                    // Scores are updated many times a request: reuse the key.
+                    match (new, collection.get_mut(key.as_ref())) {
+                        (Some(v), Some(slot)) => *slot = v,
+                        (Some(v), None) => {
+                            collection.insert(key.into_owned(), v);
                         }
-                        None => {
-                            collection.remove(&key);
+                        (None, _) => {
+                            collection.remove(key.as_ref());
                         }
                     }
                 }
