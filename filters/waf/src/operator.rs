@@ -45,6 +45,10 @@ const REGEX_SIZE_LIMIT: usize = 4 << 20;
 /// 256 KiB, for about 5% speed), 44 MiB with the regex crate's own engines and caches.
 const REGEX_DFA_SIZE_LIMIT: usize = 128 << 10;
 
+/// At most this many literal prefixes feed a regex's prefilter (regex-automata
+/// allows 250); a prefilter with more is rarely fast enough to use.
+const PREFIX_LITERALS_LIMIT: usize = 32;
+
 /// How many regexes compiled from macro-expanded arguments one `@rx` keeps (least recently used
 /// goes first). ModSecurity compiles them afresh on every evaluation.
 const MACRO_REGEX_CACHE: usize = 8;
@@ -545,6 +549,23 @@ thread_local! {
     static ENGINES: RefCell<Vec<(String, Option<CaptureEngine>)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The literal prefixes every match starts with, as regex-automata extracts
+/// them for its own prefilters, but giving up sooner: CRS's large
+/// alternations would otherwise cost a third of the VM's start-up in
+/// literal extraction, for prefilters too large to be fast.
+fn prefix_literals(
+    hir: &regex_syntax::hir::Hir,
+) -> Option<Vec<regex_syntax::hir::literal::Literal>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let mut extractor = Extractor::new();
+    extractor
+        .kind(ExtractKind::Prefix)
+        .limit_total(PREFIX_LITERALS_LIMIT);
+    let mut prefixes = extractor.extract(hir);
+    prefixes.optimize_for_prefix_by_preference();
+    prefixes.literals().map(<[_]>::to_vec)
+}
+
 impl Pattern {
     /// Compiles a SecLang regex the way libmodsecurity does with PCRE: `DOTALL | MULTILINE`,
     /// no UTF mode (so `.`, `\w`, `\s`, `\d`, `\b` and `(?i)` work on ASCII bytes), over bytes.
@@ -563,8 +584,9 @@ impl Pattern {
             .map_err(|e| invalid(&e))?;
         // Literal prefixes let the search skip ahead, when the prefilter is
         // fast enough to be worth it (the regex crate decides the same way).
-        let prefilter =
-            Prefilter::from_hir_prefix(MatchKind::LeftmostFirst, &hir).filter(Prefilter::is_fast);
+        let prefilter = prefix_literals(&hir)
+            .and_then(|literals| Prefilter::new(MatchKind::LeftmostFirst, &literals))
+            .filter(Prefilter::is_fast);
         let dfa = hybrid::dfa::DFA::builder()
             .configure(
                 hybrid::dfa::DFA::config()
