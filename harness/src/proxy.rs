@@ -277,6 +277,7 @@ struct Reply {
     details: String,
     body: Vec<u8>,
     headers: Headers,
+    grpc_status: Option<u32>,
 }
 
 /// How one direction of a stream ended.
@@ -1050,6 +1051,7 @@ impl Proxy {
                 details: "wasm_fail_stream".into(),
                 body: Vec::new(),
                 headers: Vec::new(),
+                grpc_status: None,
             }),
         }
     }
@@ -1327,6 +1329,7 @@ impl Proxy {
                     details,
                     body,
                     headers,
+                    grpc_status,
                 } if mine && context == ctx => {
                     if flow.is_none() {
                         flow = Some(Flow::LocalReply(Reply {
@@ -1335,6 +1338,7 @@ impl Proxy {
                             details,
                             body,
                             headers,
+                            grpc_status,
                         }));
                     }
                 }
@@ -1374,6 +1378,7 @@ impl Proxy {
                         details: "wasm_fail_stream".into(),
                         body: Vec::new(),
                         headers: Vec::new(),
+                        grpc_status: None,
                     })),
                 };
             }
@@ -1480,16 +1485,53 @@ impl Proxy {
         if !reply.body.is_empty() {
             headers.push(("content-type".into(), "text/plain".into()));
         }
-        for (k, v) in reply.headers {
-            let k = k.to_ascii_lowercase();
+        let set = |headers: &mut Headers, k: String, v: String| {
             headers.retain(|(name, _)| *name != k);
             headers.push((k, v));
+        };
+        for (k, v) in reply.headers {
+            set(&mut headers, k.to_ascii_lowercase(), v);
         }
-        let answer = Response {
-            status: reply.status as u16,
-            headers,
-            body: reply.body,
-            trailers: Vec::new(),
+        let is_grpc = is_grpc_content_type(
+            find_header(&stream.exchange.borrow().request_headers, "content-type").unwrap_or(""),
+        );
+        let answer = if is_grpc {
+            // Envoy answers a gRPC request's local reply the gRPC way: HTTP 200,
+            // trailers-only, the status in `grpc-status` and the body, percent-
+            // encoded, in `grpc-message` (Http::Utility::sendLocalReply).
+            let status = reply
+                .grpc_status
+                .unwrap_or_else(|| http_to_grpc_status(reply.status));
+            set(
+                &mut headers,
+                "content-type".into(),
+                "application/grpc".into(),
+            );
+            if find_header(&headers, "grpc-status").is_none() {
+                headers.push(("grpc-status".into(), status.to_string()));
+            }
+            let message = reply.body.strip_suffix(b"\n").unwrap_or(&reply.body);
+            if !message.is_empty() {
+                set(
+                    &mut headers,
+                    "grpc-message".into(),
+                    grpc_percent_encode(message),
+                );
+            }
+            headers.retain(|(k, _)| k != "content-length");
+            Response {
+                status: 200,
+                headers,
+                body: Vec::new(),
+                trailers: Vec::new(),
+            }
+        } else {
+            Response {
+                status: reply.status as u16,
+                headers,
+                body: reply.body,
+                trailers: Vec::new(),
+            }
         };
         let local = LocalReply {
             plugin: reply.plugin,
@@ -1629,9 +1671,45 @@ fn uuid_v4() -> String {
     out
 }
 
+/// Envoy's test for a gRPC request (`Grpc::Common::hasGrpcContentType`):
+/// `application/grpc`, alone or followed by `+codec` or `;params`. gRPC-Web
+/// is not gRPC here.
+fn is_grpc_content_type(content_type: &str) -> bool {
+    content_type
+        .strip_prefix("application/grpc")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']))
+}
+
+/// Envoy's `Grpc::Utility::httpToGrpcStatus`, for a local reply without a
+/// gRPC status of its own.
+fn http_to_grpc_status(http: u32) -> u32 {
+    match http {
+        400 => 13,                   // INTERNAL
+        401 => 16,                   // UNAUTHENTICATED
+        403 => 7,                    // PERMISSION_DENIED
+        404 => 12,                   // UNIMPLEMENTED
+        429 | 502 | 503 | 504 => 14, // UNAVAILABLE
+        _ => 2,                      // UNKNOWN
+    }
+}
+
+/// Envoy's percent-encoding of `grpc-message` (`PercentEncoding::encode`):
+/// bytes below space, from `~` up, and `%` become `%XX`.
+fn grpc_percent_encode(message: &[u8]) -> String {
+    let mut out = String::with_capacity(message.len());
+    for &b in message {
+        if (b' '..b'~').contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::normalize_path;
+    use super::{grpc_percent_encode, http_to_grpc_status, is_grpc_content_type, normalize_path};
 
     #[test]
     fn dot_segments_are_resolved_like_envoys_normalize_path() {
@@ -1648,5 +1726,27 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(normalize_path(raw), want, "{raw}");
         }
+    }
+
+    #[test]
+    fn grpc_local_replies_are_recognised_and_encoded_like_envoys() {
+        for (content_type, grpc) in [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("application/grpc;charset=utf-8", true),
+            ("application/grpc-web", false),
+            ("application/grpcx", false),
+            ("application/json", false),
+        ] {
+            assert_eq!(is_grpc_content_type(content_type), grpc, "{content_type}");
+        }
+        assert_eq!(
+            [400, 401, 403, 404, 429, 503, 500].map(http_to_grpc_status),
+            [13, 16, 7, 12, 14, 14, 2]
+        );
+        assert_eq!(
+            grpc_percent_encode(b"{\"e\": \"100%\"}\n\xc3\xa9~"),
+            "{\"e\": \"100%25\"}%0A%C3%A9%7E"
+        );
     }
 }

@@ -103,7 +103,7 @@ fn proxy_send_local_response(
     body_len: i32,
     headers_ptr: i32,
     headers_len: i32,
-    _grpc_status: i32,
+    grpc_status: i32,
 ) -> HostResult {
     let context = stream_context(&caller);
     let details = String::from_utf8_lossy(&or_status!(mem::read(
@@ -127,6 +127,9 @@ fn proxy_send_local_response(
         details,
         body,
         headers,
+        // Envoy takes a well-known status and ignores anything else (the
+        // SDKs pass -1 for "none").
+        grpc_status: u32::try_from(grpc_status).ok().filter(|s| *s <= 16),
     });
     Ok(Status::Ok.code())
 }

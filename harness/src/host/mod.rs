@@ -143,6 +143,8 @@ pub(crate) enum Effect {
         details: String,
         body: Vec<u8>,
         headers: Headers,
+        /// The gRPC status a plugin asked for (0–16), for a gRPC request.
+        grpc_status: Option<u32>,
     },
     Continue {
         context: u32,
