@@ -1049,6 +1049,7 @@ pub fn all() -> Vec<Scenario> {
         public_path_is_open_but_cannot_be_stretched(),
         web_attacks_are_blocked_by_the_waf(),
         a_benign_json_transfer_passes_the_waf(),
+        grpc_calls_pass_the_waf_and_their_metadata_is_inspected(),
     ]
 }
 
@@ -1196,6 +1197,61 @@ pub fn a_benign_json_transfer_passes_the_waf() -> Scenario {
                 return Err(format!("response-code details {:?}", o[0].details));
             }
             expect_audited_as(mesh, o, 0, BANK_A_WEB, "same_tenant")
+        },
+    }
+}
+
+/// gRPC calls cross the mesh-wide WAF (`Include @meshward-grpc` in
+/// `wasmplugins/base/waf.yaml`): a unary call's binary protobuf message (NUL
+/// bytes and a newline in its frame) reaches the upstream byte for byte, while
+/// the call's metadata is still CRS's to inspect: the same call from a scanner
+/// is refused. Envoy answers a gRPC request's local reply the gRPC way: HTTP
+/// 200, `grpc-status: 7` (PERMISSION_DENIED, from the WAF's 403) and the WAF's
+/// JSON in `grpc-message`, which is what a gRPC client sees.
+pub fn grpc_calls_pass_the_waf_and_their_metadata_is_inspected() -> Scenario {
+    const MESSAGE: &[u8] = b"\0\0\0\0\x07\n\x0542-ab";
+    let call = |user_agent: &str| {
+        Send::post(BANK_A_WEB, "/bank.v1.Accounts/GetBalance", MESSAGE)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("user-agent", user_agent)
+    };
+    Scenario {
+        name: "grpc_calls_pass_the_waf_and_their_metadata_is_inspected",
+        callee: BANK_A_API,
+        requests: vec![
+            call("grpc-go/1.62.0"),
+            call("sqlmap/1.7.2#stable (https://sqlmap.org)"),
+        ],
+        volatile: AUDIT_VOLATILE,
+        refill: None,
+        expect: |_, o| {
+            expect_passed(o, 0)?;
+            let upstream = o[0].upstream.as_ref().map(|u| u.body.as_slice());
+            if upstream != Some(MESSAGE) {
+                return Err(format!("the upstream got the body {upstream:?}"));
+            }
+            let denied = &o[1];
+            let message = denied.response_header("grpc-message").unwrap_or_default();
+            if denied.status != 200
+                || denied.response_header("content-type") != Some("application/grpc")
+                || denied.response_header("grpc-status") != Some("7")
+                || !message.contains(WAF_BLOCKED)
+                || !message.contains("rule 949110")
+            {
+                return Err(format!(
+                    "request 1: not a gRPC PERMISSION_DENIED from the WAF: {} {:?}",
+                    denied.status, denied.response_headers
+                ));
+            }
+            expect_reached(o, 1, false)?;
+            if denied.details.as_deref() != Some("meshward_waf_denied") {
+                return Err(format!(
+                    "request 1: response-code details {:?}",
+                    denied.details
+                ));
+            }
+            Ok(())
         },
     }
 }

@@ -447,6 +447,11 @@ fn a_benign_json_transfer_passes_the_waf() {
 }
 
 #[test]
+fn grpc_calls_pass_the_waf_and_their_metadata_is_inspected() {
+    run(scenarios::grpc_calls_pass_the_waf_and_their_metadata_is_inspected());
+}
+
+#[test]
 fn shared_service_accepts_an_authenticated_caller() {
     run(scenarios::shared_service_accepts_an_authenticated_caller());
 }

@@ -16,6 +16,9 @@ pub use embedded::CRS_VERSION;
 pub const RECOMMENDED: &str = include_str!("../conf/recommended.conf");
 /// `Include @meshward-baseline`: rules that protect without CRS.
 pub const BASELINE: &str = include_str!("../conf/baseline.conf");
+/// `Include @meshward-grpc`: gRPC and protobuf calls under CRS (headers and
+/// path inspected, binary bodies left alone).
+pub const GRPC: &str = include_str!("../conf/grpc.conf");
 
 /// Built-in files plus the user's `files`.
 pub struct Library<'a> {
@@ -38,6 +41,7 @@ impl Sources for Library<'_> {
         match pattern {
             "@recommended" | "@recommended-conf" => return one("@recommended", RECOMMENDED),
             "@meshward-baseline" => return one("@meshward-baseline", BASELINE),
+            "@meshward-grpc" => return one("@meshward-grpc", GRPC),
             "@crs-setup" | "@crs-setup.conf" | "@crs-setup-conf" | "@crs-setup.conf.example" => {
                 return match self.crs("crs-setup.conf") {
                     Some(text) => one("@crs-setup.conf", text),
@@ -67,7 +71,7 @@ impl Sources for Library<'_> {
             return Ok(vec![(pattern.to_string(), Cow::Borrowed(text.as_str()))]);
         }
         Err(format!(
-            "unknown include `{pattern}`: use @recommended, @meshward-baseline, @crs-setup, \
+            "unknown include `{pattern}`: use @recommended, @meshward-baseline, @meshward-grpc, @crs-setup, \
              @owasp_crs/<glob>.conf, or a name from `files`"
         ))
     }

@@ -18,6 +18,7 @@ fn crs_config(extra: &str) -> Vec<u8> {
 
 struct Req<'a> {
     method: &'a str,
+    protocol: &'a str,
     uri: &'a str,
     headers: Vec<(&'a str, &'a str)>,
     body: &'a [u8],
@@ -26,6 +27,7 @@ struct Req<'a> {
 fn get(uri: &str) -> Req<'_> {
     Req {
         method: "GET",
+        protocol: "HTTP/1.1",
         uri,
         headers: vec![
             ("Host", "localhost"),
@@ -48,7 +50,11 @@ fn run(settings: &Settings, req: &Req) -> Transaction {
         },
         "test-id".into(),
     );
-    tx.set_request_line(req.method.as_bytes(), req.uri.as_bytes(), b"HTTP/1.1");
+    tx.set_request_line(
+        req.method.as_bytes(),
+        req.uri.as_bytes(),
+        req.protocol.as_bytes(),
+    );
     for (k, v) in &req.headers {
         tx.add_request_header(k.as_bytes(), v.as_bytes());
     }
@@ -311,6 +317,62 @@ fn the_readme_tuning_example_excludes_fields_and_changes_the_block_status() {
     assert!(!ids(&excluded)
         .iter()
         .any(|id| (942000..943000).contains(id)));
+}
+
+/// A gRPC unary call: a protobuf message in its 5-byte frame (NUL bytes and
+/// a newline included).
+fn grpc_call<'a>(user_agent: &'a str, content_type: &'a str) -> Req<'a> {
+    Req {
+        method: "POST",
+        // Envoy's `request.protocol` for gRPC, which needs no content-length.
+        protocol: "HTTP/2",
+        uri: "/bank.v1.Accounts/GetBalance",
+        headers: vec![
+            ("Host", "accounts.bank-a.svc.cluster.local"),
+            ("Content-Type", content_type),
+            ("TE", "trailers"),
+            ("grpc-timeout", "5S"),
+            ("User-Agent", user_agent),
+        ],
+        body: b"\0\0\0\0\x07\n\x0542-ab",
+    }
+}
+
+#[test]
+fn grpc_calls_pass_crs_with_meshward_grpc_and_their_metadata_is_still_inspected() {
+    let plain = Settings::parse(&crs_config("")).unwrap_or_else(|e| panic!("{e}"));
+    let tx = run(&plain, &grpc_call("grpc-go/1.62.0", "application/grpc"));
+    assert!(
+        tx.interruption().is_some(),
+        "without @meshward-grpc CRS refuses gRPC (why the include exists): {:?}",
+        ids(&tx)
+    );
+
+    let grpc =
+        Settings::parse(&crs_config("Include @meshward-grpc")).unwrap_or_else(|e| panic!("{e}"));
+    for content_type in [
+        "application/grpc",
+        "application/grpc+proto",
+        "application/grpc-web+proto",
+        "application/grpc-web-text",
+        "application/x-protobuf",
+        "Application/GRPC; charset=utf-8",
+    ] {
+        let tx = run(&grpc, &grpc_call("grpc-go/1.62.0", content_type));
+        assert!(
+            tx.interruption().is_none(),
+            "{content_type}: {:?}",
+            ids(&tx)
+        );
+        assert_eq!(ids(&tx), Vec::<u64>::new(), "{content_type}");
+    }
+    // The path and headers are still CRS's: a scanner is refused.
+    let tx = run(&grpc, &grpc_call("sqlmap/1.7.2#stable", "application/grpc"));
+    assert_eq!(tx.interruption().map(|i| i.rule_id), Some(949110));
+    assert!(ids(&tx).contains(&913100), "{:?}", ids(&tx));
+    // A look-alike content type gets no pass.
+    let tx = run(&grpc, &grpc_call("grpc-go/1.62.0", "application/grpcx"));
+    assert!(tx.interruption().is_some(), "{:?}", ids(&tx));
 }
 
 #[test]
