@@ -58,7 +58,7 @@ demo: $(MESHWARD)
 	MESHWARD_AUDIT_KEY_K1=$(DEMO_AUDIT_KEY) $(MESHWARD) replay --plugins wasmplugins/base \
 		--requests scenarios/bank-mesh.jsonl --group-repeats \
 		--show-upstream x-meshward-audit --show-upstream x-meshward-audit-signature \
-		--show-response retry-after --show-response ratelimit --show-filter-state meshward.waf.rules \
+		--show-response retry-after --show-response ratelimit --show-response grpc-status --show-filter-state meshward.waf.rules \
 		--audit-records target/demo/audit-records.jsonl
 	@echo
 	$(MESHWARD) audit verify target/demo/audit-records.jsonl --key k1=$(DEMO_AUDIT_KEY)
