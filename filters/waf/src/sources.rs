@@ -94,17 +94,33 @@ fn no_crs() -> String {
 
 /// `*` matches any run of characters; everything else literally.
 fn glob_match(glob: &str, name: &str) -> bool {
-    match glob.split_once('*') {
-        None => glob == name,
-        Some((head, tail)) => {
-            let Some(rest) = name.strip_prefix(head) else {
-                return false;
-            };
-            (0..=rest.len())
-                .filter(|&i| rest.is_char_boundary(i))
-                .any(|i| glob_match(tail, &rest[i..]))
+    // Greedy with one backtrack point (the last `*`): linear in practice and
+    // never exponential, whatever a configuration's glob holds.
+    let (glob, name) = (glob.as_bytes(), name.as_bytes());
+    let (mut g, mut n) = (0, 0);
+    let mut last_star: Option<(usize, usize)> = None;
+    while let Some(&c) = name.get(n) {
+        match glob.get(g) {
+            Some(b'*') => {
+                last_star = Some((g + 1, n));
+                g += 1;
+            }
+            Some(&p) if p == c => {
+                g += 1;
+                n += 1;
+            }
+            _ => match last_star {
+                // Let the last `*` take one more byte and try again.
+                Some((after_star, taken)) => {
+                    last_star = Some((after_star, taken + 1));
+                    g = after_star;
+                    n = taken + 1;
+                }
+                None => return false,
+            },
         }
     }
+    glob.get(g..).unwrap_or_default().iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -123,6 +139,13 @@ mod tests {
             "REQUEST-901-INITIALIZATION.conf"
         ));
         assert!(glob_match("x", "x"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a*b*c", "aXbYbZc"));
+        assert!(!glob_match("a*b*c", "aXbYbZ"));
+        assert!(!glob_match("*.conf", "x.confx"));
+        // Many stars against a long name that does not match: no blow-up.
+        let name = "REQUEST-942-APPLICATION-ATTACK-SQLI.conf".repeat(20);
+        assert!(!glob_match(&format!("{}x", "*".repeat(40)), &name));
     }
 
     #[test]
