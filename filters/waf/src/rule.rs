@@ -489,6 +489,9 @@ pub struct Rule {
     pub location: Location,
     /// Set for `SecAction`: no targets, always matches once.
     pub unconditional: bool,
+    /// Links with the same transformation list share this id (numbered at
+    /// load), so a transaction can reuse a value's transformed form.
+    pub transforms_id: u32,
 }
 
 impl Rule {

@@ -6,6 +6,7 @@ use crate::macros::MacroString;
 use crate::operator::Operator;
 use crate::parser::{self, Directive, LoadError, Location};
 use crate::rule::{Actions, Disruptive, EngineMode, Rule};
+use crate::transform::Transform;
 use crate::variable::parse_targets;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -185,6 +186,7 @@ impl RuleSet {
         let _ = last;
         let mut set = loader.set;
         set.resolve_skips();
+        set.number_transform_lists();
         set.index_tags();
         Ok(set)
     }
@@ -202,6 +204,21 @@ impl RuleSet {
             }
         }
         self.tagged = tagged.into_iter().map(|(k, v)| (k, Rc::new(v))).collect();
+    }
+
+    /// Gives each distinct transformation list one id, shared by every rule
+    /// link that applies it.
+    fn number_transform_lists(&mut self) {
+        let mut ids: HashMap<Vec<Transform>, u32> = HashMap::new();
+        for item in self.phases.iter_mut().flatten() {
+            let Item::Rule(rule) = item else { continue };
+            let mut link: Option<&mut Rule> = Some(rule);
+            while let Some(l) = link {
+                let next = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+                l.transforms_id = *ids.entry(l.actions.transforms.clone()).or_insert(next);
+                link = l.chain.as_deref_mut();
+            }
+        }
     }
 
     /// The ids of the rules tagged `tag` (case-insensitive).
@@ -545,6 +562,7 @@ impl Loader<'_> {
             chain: None,
             location: d.location.clone(),
             unconditional: false,
+            transforms_id: 0,
         };
         self.add(rule)
     }
@@ -576,6 +594,7 @@ impl Loader<'_> {
             chain: None,
             location: d.location.clone(),
             unconditional: true,
+            transforms_id: 0,
         };
         self.add(rule)
     }

@@ -6,8 +6,11 @@ use crate::body::{self, FilePart, MultipartFlags, Pair, Xml};
 use crate::macros::{MacroString, Part};
 use crate::rule::{AllowScope, Ctl, Disruptive, Effect, EngineMode, Rule, SetOp};
 use crate::ruleset::{Item, LimitAction, RuleSet};
+use crate::transform::Transform;
 use crate::variable::{Selector, Target, Var};
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -126,6 +129,98 @@ impl Value<'_> {
     }
 }
 
+/// A value after a link's transformations.
+enum Transformed<'a> {
+    Unchanged(&'a [u8]),
+    Cached(Rc<[u8]>),
+    Fresh(Vec<u8>),
+}
+
+impl Transformed<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Transformed::Unchanged(b) => b,
+            Transformed::Cached(b) => b,
+            Transformed::Fresh(b) => b,
+        }
+    }
+
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Transformed::Fresh(v) => v,
+            other => other.bytes().to_vec(),
+        }
+    }
+}
+
+/// CRS runs the same few transformation lists over the same request values in
+/// rule after rule. Each result is kept for the transaction, by the value's
+/// address and length and the list's id, for values that neither move nor
+/// change until the transaction ends (see `stays_put`): an address then always
+/// holds the bytes its entry was made from.
+#[derive(Default)]
+struct TransformCache {
+    /// `None`: the list left the value as it was.
+    results: FxHashMap<CacheKey, Option<Rc<[u8]>>>,
+    bytes: usize,
+}
+
+/// A value's address and length, and a transformation list's id.
+type CacheKey = (usize, usize, u32);
+
+/// At most this many bytes of transformed values are kept per transaction:
+/// a VM's linear memory never shrinks, so one large request must not grow it
+/// for good. Past it, values are transformed afresh for each rule.
+const TRANSFORM_CACHE_BYTES: usize = 1 << 20;
+
+/// Variables whose values the transaction builds before the phase that reads
+/// them and never changes or frees afterwards. Not TX or MATCHED_VARS (they
+/// change), not the bodies (they grow while they arrive), not values made on
+/// the fly (counts, numbers).
+fn stays_put(var: Var) -> bool {
+    matches!(
+        var,
+        Var::Args
+            | Var::ArgsGet
+            | Var::ArgsPost
+            | Var::ArgsNames
+            | Var::ArgsGetNames
+            | Var::ArgsPostNames
+            | Var::RequestHeaders
+            | Var::RequestHeadersNames
+            | Var::RequestCookies
+            | Var::RequestCookiesNames
+            | Var::RequestFilename
+            | Var::RequestBasename
+            | Var::RequestUri
+            | Var::RequestUriRaw
+            | Var::RequestLine
+            | Var::QueryString
+            | Var::Files
+            | Var::FilesNames
+            | Var::MultipartPartHeaders
+            | Var::Xml
+    )
+}
+
+/// `transforms` applied in order.
+fn apply_all<'v>(transforms: &[Transform], input: &'v [u8]) -> Cow<'v, [u8]> {
+    let mut current = Cow::Borrowed(input);
+    for t in transforms {
+        // A borrowed result is a sub-slice of the input (`trim`): it
+        // changed only if it is shorter.
+        let changed = match t.apply(&current) {
+            Cow::Borrowed(v) if v.len() == current.len() => None,
+            Cow::Borrowed(v) => Some(v.to_vec()),
+            Cow::Owned(v) => Some(v),
+        };
+        if let Some(v) = changed {
+            current = Cow::Owned(v);
+        }
+    }
+    current
+}
+
 /// A match found while evaluating one rule link.
 struct Match {
     name: Cow<'static, str>,
@@ -186,6 +281,7 @@ pub struct Transaction {
     detected: Option<Interruption>,
     matched: Vec<MatchedRule>,
     highest_severity: u8,
+    transformed: RefCell<TransformCache>,
 }
 
 impl Transaction {
@@ -237,6 +333,7 @@ impl Transaction {
             detected: None,
             matched: Vec::new(),
             highest_severity: 255,
+            transformed: RefCell::default(),
         }
     }
 
@@ -622,55 +719,81 @@ impl Transaction {
             .as_ref()
             .map(|m| self.expand(m, Some(starter)).into_owned());
         let capture = link.actions.capture;
+        let evaluate = |input: &[u8], captures: &mut Option<Vec<Vec<u8>>>| {
+            link.operator
+                .evaluate(input, expanded.as_deref(), captures.as_mut())
+                != link.negated
+        };
         let mut matches = Vec::new();
         for value in self.values(link, starter) {
             let mut captures = capture.then(Vec::new);
-            let mut matched = false;
-            let mut current: Cow<'_, [u8]> = Cow::Borrowed(&value.bytes);
-            if link.actions.multi_match
-                && link
-                    .operator
-                    .evaluate(&current, expanded.as_deref(), captures.as_mut())
-                    != link.negated
-            {
-                matched = true;
-            }
-            for t in &link.actions.transforms {
-                // A borrowed result is a sub-slice of the input (`trim`): it
-                // changed only if it is shorter.
-                let changed = match t.apply(&current) {
-                    Cow::Borrowed(v) if v.len() == current.len() => None,
-                    Cow::Borrowed(v) => Some(v.to_vec()),
-                    Cow::Owned(v) => Some(v),
-                };
-                if let Some(v) = changed {
-                    current = Cow::Owned(v);
-                    if link.actions.multi_match
-                        && !matched
-                        && link
-                            .operator
-                            .evaluate(&current, expanded.as_deref(), captures.as_mut())
-                            != link.negated
-                    {
-                        matched = true;
+            let (matched, current) = if link.actions.multi_match {
+                // The operator sees the value before and after each
+                // transformation that changes it.
+                let mut matched = evaluate(&value.bytes, &mut captures);
+                let mut current: Cow<'_, [u8]> = Cow::Borrowed(&value.bytes);
+                for t in &link.actions.transforms {
+                    if let Cow::Owned(v) = apply_all(std::slice::from_ref(t), &current) {
+                        current = Cow::Owned(v);
+                        matched = matched || evaluate(&current, &mut captures);
                     }
                 }
-            }
-            if !link.actions.multi_match {
-                matched = link
-                    .operator
-                    .evaluate(&current, expanded.as_deref(), captures.as_mut())
-                    != link.negated;
-            }
+                (matched, Transformed::Fresh(current.into_owned()))
+            } else {
+                let current = self.transformed(&value, link);
+                (evaluate(current.bytes(), &mut captures), current)
+            };
             if matched {
                 matches.push(Match {
                     name: value.name(),
-                    value: current.into_owned(),
+                    value: current.into_vec(),
                     captures: captures.filter(|c| !c.is_empty()),
                 });
             }
         }
         matches
+    }
+
+    /// A value through a link's transformations: from the transaction's
+    /// cache when the same list already ran over the same value.
+    fn transformed<'v>(&self, value: &'v Value<'_>, link: &Rule) -> Transformed<'v> {
+        let transforms = &link.actions.transforms;
+        if transforms.is_empty() {
+            return Transformed::Unchanged(&value.bytes);
+        }
+        let key = match &value.bytes {
+            Cow::Borrowed(b) if stays_put(value.var) => {
+                Some((b.as_ptr() as usize, b.len(), link.transforms_id))
+            }
+            _ => None,
+        };
+        if let Some(hit) = key.and_then(|k| self.transformed.borrow().results.get(&k).cloned()) {
+            return match hit {
+                Some(bytes) => Transformed::Cached(bytes),
+                None => Transformed::Unchanged(&value.bytes),
+            };
+        }
+        let result = apply_all(transforms, &value.bytes);
+        let Some(key) = key else {
+            return match result {
+                Cow::Borrowed(b) => Transformed::Unchanged(b),
+                Cow::Owned(v) => Transformed::Fresh(v),
+            };
+        };
+        let mut cache = self.transformed.borrow_mut();
+        match result {
+            Cow::Borrowed(b) => {
+                cache.results.insert(key, None);
+                Transformed::Unchanged(b)
+            }
+            Cow::Owned(v) if cache.bytes + v.len() <= TRANSFORM_CACHE_BYTES => {
+                cache.bytes += v.len();
+                let shared: Rc<[u8]> = Rc::from(v);
+                cache.results.insert(key, Some(Rc::clone(&shared)));
+                Transformed::Cached(shared)
+            }
+            Cow::Owned(v) => Transformed::Fresh(v),
+        }
     }
 
     /// The values a link's targets yield, minus exclusions.

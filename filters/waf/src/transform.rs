@@ -16,7 +16,7 @@ use sha1::{Digest, Sha1};
 
 /// One SecLang transformation function: `Transform::from_name("urlDecodeUni")` resolves
 /// `t:urlDecodeUni`, and its `apply(b"%3Cscript%3E")` gives `<script>`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transform {
     /// Base64 decoding that stops at the first character outside the alphabet (or `=`).
     Base64Decode,

@@ -389,6 +389,28 @@ fn transformations_apply_in_order_and_multimatch_checks_every_step() {
 }
 
 #[test]
+fn transformed_values_are_reused_across_rules_but_never_for_changing_variables() {
+    // Rules 5 and 6 share a transformation list over the same argument (the
+    // second reuses the first's result). Rule 3 deletes TX:v and sets it
+    // again, so its new bytes likely sit at the freed address of the old
+    // ones: a cache keyed by address would wrongly give rule 4 "ABC".
+    let s = settings(
+        "SecAction \"id:1,phase:1,pass,nolog,setvar:tx.v=abc\"\n\
+         SecRule TX:v \"@streq ABC\" \"id:2,phase:1,pass,log,t:uppercase\"\n\
+         SecAction \"id:3,phase:1,pass,nolog,setvar:!tx.v,setvar:tx.v=xyz\"\n\
+         SecRule TX:v \"@streq XYZ\" \"id:4,phase:1,pass,log,t:uppercase\"\n\
+         SecRule ARGS:a \"@streq HELLO\" \"id:5,phase:1,pass,log,t:uppercase,t:trim\"\n\
+         SecRule ARGS:a \"@streq HELLO\" \"id:6,phase:1,pass,log,t:uppercase,t:trim\"\n\
+         SecRule ARGS:a \"@streq Hello\" \"id:7,phase:1,pass,log,t:trim\"\n\
+         SecRule ARGS \"@streq hello \" \"id:8,phase:1,pass,log,t:lowercase\"",
+    );
+    assert_eq!(
+        all_ids(&run(&s, &get("/?a=Hello+"))),
+        vec![1, 2, 3, 4, 5, 6, 7, 8]
+    );
+}
+
+#[test]
 fn capture_fills_tx_0_to_9() {
     let s = settings(
         "SecRule ARGS:v \"@rx (\\d+)-(\\d+)\" \"id:1,phase:1,pass,nolog,capture\"\n\
