@@ -72,6 +72,10 @@ pub struct RequestSpec {
     pub path: String,
     #[serde(default)]
     pub authority: Option<String>,
+    /// `request.protocol` as Envoy's codec reports it: `HTTP/1.1` (the
+    /// default), `HTTP/1.0`, `HTTP/2` or `HTTP/3`.
+    #[serde(default)]
+    pub protocol: Option<String>,
     #[serde(default)]
     pub headers: Option<HeaderList>,
     #[serde(default)]
@@ -173,6 +177,9 @@ impl RequestMaker {
         if let Some(a) = &spec.authority {
             request = request.authority(a);
         }
+        if let Some(p) = &spec.protocol {
+            request = request.protocol(p);
+        }
         for (k, v) in spec
             .headers
             .as_ref()
@@ -194,7 +201,14 @@ impl RequestMaker {
         {
             request = request.trailer(&k, &v);
         }
-        request = request.http1_framing();
+        // An HTTP/1.1 client frames its body; an HTTP/2 one need not.
+        if spec
+            .protocol
+            .as_deref()
+            .is_none_or(|p| p.starts_with("HTTP/1"))
+        {
+            request = request.http1_framing();
+        }
         if let Some(id) = &spec.peer {
             if !self.svids.contains_key(id) {
                 let svid = self
@@ -248,6 +262,26 @@ mod tests {
                 .unwrap();
         assert_eq!(specs.len(), 1);
         assert_eq!(specs[0].label(), "GET /x");
+    }
+
+    #[test]
+    fn the_protocol_decides_whether_a_body_gets_a_content_length() {
+        let mut maker = RequestMaker::new().unwrap();
+        let specs = parse(
+            "{\"method\":\"POST\",\"path\":\"/x\",\"body\":\"abc\"}\n\
+             {\"method\":\"POST\",\"path\":\"/x\",\"body\":\"abc\",\"protocol\":\"HTTP/2\"}",
+        )
+        .unwrap();
+        let h1 = maker.make(&specs[0]).unwrap();
+        let h2 = maker.make(&specs[1]).unwrap();
+        assert_eq!(
+            (h1.protocol.as_str(), h2.protocol.as_str()),
+            ("HTTP/1.1", "HTTP/2")
+        );
+        let length =
+            |r: &Request| crate::find_header(&r.headers, "content-length").map(str::to_string);
+        assert_eq!(length(&h1).as_deref(), Some("3"));
+        assert_eq!(length(&h2), None);
     }
 
     #[test]
