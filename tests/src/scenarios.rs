@@ -1102,6 +1102,20 @@ pub fn public_path_is_open_but_cannot_be_stretched() -> Scenario {
     }
 }
 
+/// Request `i` passed and the upstream got its body byte for byte (the WAF
+/// holds a body to inspect it, then must hand it on unchanged).
+fn expect_passed_with_body(o: &[Observed], i: usize, body: &[u8]) -> Result<(), String> {
+    expect_passed(o, i)?;
+    let upstream = o[i].upstream.as_ref().map(|u| u.body.as_slice());
+    if upstream != Some(body) {
+        return Err(format!(
+            "request {i}: the upstream got the body {:?}",
+            upstream.map(String::from_utf8_lossy)
+        ));
+    }
+    Ok(())
+}
+
 /// What the WAF's local reply says (`filters/waf/README.md`): the JSON `error`.
 pub const WAF_BLOCKED: &str = "request blocked by the WAF";
 
@@ -1185,14 +1199,7 @@ pub fn a_benign_json_transfer_passes_the_waf() -> Scenario {
         volatile: AUDIT_VOLATILE,
         refill: None,
         expect: |mesh, o| {
-            expect_passed(o, 0)?;
-            let upstream = o[0].upstream.as_ref().map(|u| u.body.as_slice());
-            if upstream != Some(BODY) {
-                return Err(format!(
-                    "the upstream got the body {:?}",
-                    upstream.map(String::from_utf8_lossy)
-                ));
-            }
+            expect_passed_with_body(o, 0, BODY)?;
             if o[0].details.as_deref() != Some("via_upstream") {
                 return Err(format!("response-code details {:?}", o[0].details));
             }
@@ -1226,11 +1233,7 @@ pub fn grpc_calls_pass_the_waf_and_their_metadata_is_inspected() -> Scenario {
         volatile: AUDIT_VOLATILE,
         refill: None,
         expect: |_, o| {
-            expect_passed(o, 0)?;
-            let upstream = o[0].upstream.as_ref().map(|u| u.body.as_slice());
-            if upstream != Some(MESSAGE) {
-                return Err(format!("the upstream got the body {upstream:?}"));
-            }
+            expect_passed_with_body(o, 0, MESSAGE)?;
             let denied = &o[1];
             let message = denied.response_header("grpc-message").unwrap_or_default();
             if denied.status != 200
