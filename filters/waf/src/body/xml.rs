@@ -92,8 +92,13 @@ const MAX_ENTITY_NESTING: usize = 10;
 /// "quadratic blowup") would allocate without bound; libxml2 refuses such documents by its
 /// amplification limits. This sums, over every `&name;` in the text, the size of the
 /// entity's value with its own references expanded.
+///
+/// Declarations are found by a plain text search, so one in a comment, a processing
+/// instruction or another entity's value counts too. Each name therefore takes the largest
+/// expansion among all its declarations: a decoy `<!-- <!ENTITY a ""> -->` before the real
+/// one cannot make the estimate small.
 fn entity_expansion(text: &str) -> usize {
-    let mut values: HashMap<&str, &str> = HashMap::new();
+    let mut values: HashMap<&str, Vec<&str>> = HashMap::new();
     let mut rest = text;
     while let Some(at) = rest.find("<!ENTITY") {
         rest = rest.get(at + "<!ENTITY".len()..).unwrap_or_default();
@@ -111,8 +116,10 @@ fn entity_expansion(text: &str) -> usize {
         };
         let literal = after.get(1..).unwrap_or_default();
         let value = literal.find(quote).and_then(|end| literal.get(..end));
-        // The first declaration of a name is the one that counts (XML 1.0 §4.2).
-        values.entry(name).or_insert(value.unwrap_or(literal));
+        values
+            .entry(name)
+            .or_default()
+            .push(value.unwrap_or(literal));
     }
     if values.is_empty() {
         return 0;
@@ -123,14 +130,15 @@ fn entity_expansion(text: &str) -> usize {
         .fold(0, usize::saturating_add)
 }
 
-/// The size `name` expands to; `usize::MAX` past roxmltree's nesting limit (which it rejects).
+/// The most `name` can expand to, over its declarations; `usize::MAX` past roxmltree's
+/// nesting limit (which it rejects).
 fn expanded_size<'t>(
     name: &'t str,
-    values: &HashMap<&'t str, &'t str>,
+    values: &HashMap<&'t str, Vec<&'t str>>,
     sizes: &mut HashMap<&'t str, usize>,
     depth: usize,
 ) -> usize {
-    let Some(&value) = values.get(name) else {
+    let Some(declared) = values.get(name) else {
         return 0; // predefined, character or unknown (an error) reference
     };
     if let Some(&size) = sizes.get(name) {
@@ -139,9 +147,15 @@ fn expanded_size<'t>(
     if depth > MAX_ENTITY_NESTING {
         return usize::MAX;
     }
-    let size = references(value)
-        .map(|inner| expanded_size(inner, values, sizes, depth + 1))
-        .fold(value.len(), usize::saturating_add);
+    let size = declared
+        .iter()
+        .map(|value| {
+            references(value)
+                .map(|inner| expanded_size(inner, values, sizes, depth + 1))
+                .fold(value.len(), usize::saturating_add)
+        })
+        .max()
+        .unwrap_or(0);
     sizes.insert(name, size);
     size
 }
@@ -427,6 +441,23 @@ mod tests {
         // The same entity referenced a few times is fine.
         let body = format!(r#"<!DOCTYPE r [<!ENTITY e "{value}">]><r>&e;&e;</r>"#);
         assert_eq!(parse(body.as_bytes()).0, vec![value.repeat(2)]);
+    }
+
+    #[test]
+    fn a_decoy_declaration_cannot_shrink_the_expansion_estimate() {
+        // Found by fuzzing: a small `<!ENTITY e ...>` where roxmltree does not read it made
+        // the estimate take that one, while the real declaration expands.
+        let value = "x".repeat(10_000);
+        let references = "&e;".repeat(10_000);
+        for decoy in [
+            "<!-- <!ENTITY e \"\"> -->",
+            "<?pi <!ENTITY e ''> ?>",
+            "<!ENTITY d \"<!ENTITY e ''>\">",
+        ] {
+            let body = format!(r#"<!DOCTYPE r [{decoy}<!ENTITY e "{value}">]><r>{references}</r>"#);
+            let message = parse_xml(body.as_bytes()).err().unwrap_or_default();
+            assert!(message.contains("output limit"), "{decoy}: {message}");
+        }
     }
 
     #[test]
