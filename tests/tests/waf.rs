@@ -488,6 +488,47 @@ fn a_body_over_the_limit_is_rejected_with_413_when_the_action_is_reject() {
     assert!(out.upstream.is_none());
 }
 
+/// As in ModSecurity, a multipart body's fields are held to
+/// `SecRequestBodyNoFilesLimit`; only file contents may use the larger
+/// `SecRequestBodyLimit`. (Fuzzing found multi-megabyte text fields costing
+/// CRS seconds each.)
+#[test]
+fn multipart_fields_are_held_to_the_no_files_limit_and_files_are_not() {
+    let mut p = proxy(json!({ "directives": [
+        "Include @recommended",
+        "SecRequestBodyLimit 100000\nSecRequestBodyNoFilesLimit 1000",
+        RULES,
+    ]}));
+    let text = "x".repeat(5000);
+    let out = p.send(multipart(&[("memo", None, &text)]).header("x-request-id", "req-mp"));
+    assert_eq!(out.status(), 413, "{:?}", out.response.body_text());
+    assert!(out.upstream.is_none());
+    assert_eq!(
+        reply(&out),
+        json!({"error": "request blocked by the WAF", "reason": "request body too large", "request_id": "req-mp"})
+    );
+    assert!(
+        out.logs.iter().any(|l| l
+            .message
+            .contains("larger than the configured limit (1000)")),
+        "{:?}",
+        out.logs
+    );
+    // The same bytes as a file pass, and small fields beside it are inspected.
+    assert_passed(&p.send(multipart(&[
+        ("statement", Some("s.pdf"), &text),
+        ("memo", None, "hi"),
+    ])));
+    assert_blocked(
+        &p.send(multipart(&[
+            ("statement", Some("s.pdf"), &text),
+            ("q", None, "evilpayload"),
+        ])),
+        406,
+        1002,
+    );
+}
+
 #[test]
 fn process_partial_inspects_up_to_the_limit_and_passes_the_whole_body() {
     let mut p = limited("ProcessPartial");

@@ -300,6 +300,8 @@ impl Stream {
         let interruption = self.tx.as_mut().and_then(Transaction::process_request_body);
         self.flush_logs();
         match interruption {
+            // A multipart body whose fields passed the no-files limit.
+            Some(i) if i.rule_id == 0 => self.reject_oversize(2),
             Some(i) => self.block(&i),
             None => {
                 self.publish(None);
@@ -396,7 +398,11 @@ impl Stream {
     fn reject_oversize(&mut self, phase: u8) -> Action {
         let status = if phase == 2 { 413 } else { 500 };
         let (what, limit) = match (&self.tx, phase) {
-            (Some(tx), 2) => ("Request", tx.request_body_limit()),
+            (Some(tx), 2) => (
+                "Request",
+                tx.exceeded_request_limit()
+                    .unwrap_or_else(|| tx.request_body_limit()),
+            ),
             (Some(tx), _) => ("Response", tx.response_body_limit()),
             (None, _) => ("Body", 0),
         };

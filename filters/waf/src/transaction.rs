@@ -256,6 +256,7 @@ pub struct Transaction {
     body: Vec<u8>,
     body_error: Option<String>,
     inbound_data_error: bool,
+    exceeded_request_limit: Option<usize>,
     files: Vec<FilePart>,
     part_headers: Vec<Pair>,
     multipart: Option<MultipartFlags>,
@@ -312,6 +313,7 @@ impl Transaction {
             body: Vec::new(),
             body_error: None,
             inbound_data_error: false,
+            exceeded_request_limit: None,
             files: Vec::new(),
             part_headers: Vec::new(),
             multipart: None,
@@ -400,6 +402,7 @@ impl Transaction {
         }
         self.body.extend_from_slice(&chunk[..room]);
         self.inbound_data_error = true;
+        self.exceeded_request_limit = Some(limit);
         match self.rules.settings.request_body_limit_action {
             LimitAction::ProcessPartial => BodyLimit::Truncated,
             LimitAction::Reject => BodyLimit::Reject,
@@ -450,8 +453,52 @@ impl Transaction {
     pub fn process_request_body(&mut self) -> Option<Interruption> {
         if self.request_body_access {
             self.parse_request_body();
+            if self.multipart_fields_over_limit() && self.mode == EngineMode::On {
+                // Answered like any body past its limit: rule 0, 413.
+                self.interruption = Some(Interruption {
+                    rule_id: 0,
+                    status: 413,
+                    phase: 2,
+                    redirect: None,
+                });
+                return self.interruption.clone();
+            }
         }
         self.run_phase(2)
+    }
+
+    /// ModSecurity holds everything in a multipart body but the files' contents
+    /// (fields, part headers, boundaries) to `SecRequestBodyNoFilesLimit`; only
+    /// files may use `SecRequestBodyLimit`. Past it, `Reject` answers 413 and
+    /// `ProcessPartial` inspects the fields that fit. True when the body must be
+    /// rejected.
+    fn multipart_fields_over_limit(&mut self) -> bool {
+        if self.multipart.is_none() {
+            return false;
+        }
+        let limit = self.rules.settings.request_body_no_files_limit;
+        let file_bytes: usize = self.files.iter().map(|f| f.size).sum();
+        if self.body.len().saturating_sub(file_bytes) <= limit {
+            return false;
+        }
+        self.inbound_data_error = true;
+        self.exceeded_request_limit = Some(limit);
+        if self.rules.settings.request_body_limit_action == LimitAction::Reject {
+            return true;
+        }
+        let mut used = 0usize;
+        self.args_post.retain(|(k, v)| {
+            used = used.saturating_add(k.len() + v.len());
+            used <= limit
+        });
+        false
+    }
+
+    /// The request body limit that was passed, if one was: `SecRequestBodyLimit`
+    /// (or the no-files limit for a body without files), or the no-files limit
+    /// for a multipart body's fields.
+    pub fn exceeded_request_limit(&self) -> Option<usize> {
+        self.exceeded_request_limit
     }
 
     pub fn process_response_headers(&mut self) -> Option<Interruption> {
