@@ -135,6 +135,9 @@ const HOST_ONLY_DIRECTIVES: &[&str] = &[
     "SecXmlExternalEntity",
 ];
 
+/// More files than this in one configuration is an error (CRS is about 30).
+const MAX_INCLUDED_FILES: usize = 1024;
+
 /// The loader's state while directives are read.
 struct Loader<'s> {
     sources: &'s dyn Sources,
@@ -143,6 +146,10 @@ struct Loader<'s> {
     /// A rule whose last link had `chain`: the next SecRule joins it.
     open_chain: Option<Rule>,
     depth: usize,
+    /// Files included so far: nesting is capped, and so is the total, or a
+    /// few kilobytes of files that include each other ten times over would
+    /// load for minutes (found by fuzzing).
+    included: usize,
     /// Compiled operators by (name, argument), shared between rules.
     operators: HashMap<(String, String), Rc<Operator>>,
 }
@@ -165,6 +172,7 @@ impl RuleSet {
             defaults: Default::default(),
             open_chain: None,
             depth: 0,
+            included: 0,
             operators: HashMap::new(),
         };
         let mut last = Location {
@@ -394,6 +402,12 @@ impl Loader<'_> {
                     .sources
                     .include(arg(0)?)
                     .map_err(|e| err(format!("Include {}: {e}", arg(0).unwrap_or_default())))?;
+                self.included += files.len();
+                if self.included > MAX_INCLUDED_FILES {
+                    return Err(err(format!(
+                        "more than {MAX_INCLUDED_FILES} files included in one configuration"
+                    )));
+                }
                 self.depth += 1;
                 for (file, text) in files {
                     for directive in parser::parse(&file, &text)? {

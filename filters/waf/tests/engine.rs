@@ -474,6 +474,23 @@ fn load_errors_name_the_file_line_and_construct() {
 }
 
 #[test]
+fn includes_are_capped_in_depth_and_in_number() {
+    // Six levels of ten includes each would be a million files.
+    let mut files = serde_json::Map::new();
+    for level in 0..6 {
+        let text = format!("Include f{}\n", level + 1).repeat(10);
+        files.insert(format!("f{level}"), text.into());
+    }
+    files.insert("f6".into(), "SecRuleEngine On\n".into());
+    let cfg = serde_json::json!({ "directives": "Include f0", "files": files });
+    let error = Settings::parse(&serde_json::to_vec(&cfg).unwrap())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(error.contains("more than 1024 files included"), "{error}");
+}
+
+#[test]
 fn empty_config_loads_the_recommended_engine_and_baseline_rules() {
     let s = Settings::parse(b"").unwrap();
     let mut sqli = get("/accounts?id=1%27%20OR%20%271%27%3D%271");
