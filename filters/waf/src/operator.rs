@@ -413,7 +413,7 @@ fn c_integer(s: &[u8]) -> Option<i64> {
     let mut it = s
         .iter()
         .copied()
-        .skip_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))
+        .skip_while(|&b| crate::transform::is_c_space(b))
         .peekable();
     let negative = match it.peek() {
         Some(b'-') => {

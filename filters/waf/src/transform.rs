@@ -234,8 +234,8 @@ impl Transform {
             Transform::TrimLeft => Cow::Borrowed(trim_start(input)),
             Transform::TrimRight => Cow::Borrowed(trim_end(input)),
             Transform::Uppercase => map_bytes(input, |b| b.to_ascii_uppercase()),
-            Transform::UrlDecode => url_decode(input, false),
-            Transform::UrlDecodeUni => url_decode(input, true),
+            Transform::UrlDecode => url_decode(input, false, true),
+            Transform::UrlDecodeUni => url_decode(input, true, true),
             Transform::UrlEncode => url_encode(input),
             Transform::Utf8ToUnicode => utf8_to_unicode(input),
         }
@@ -318,7 +318,7 @@ fn start_at<'a>(input: &'a [u8], interesting: impl Fn(u8) -> bool) -> Option<(Ou
 // ---------------------------------------------------------------------------------------------
 
 /// `isspace` in the C locale: space, \t, \n, \v, \f, \r.
-fn is_c_space(b: u8) -> bool {
+pub(crate) fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
@@ -436,15 +436,17 @@ fn trim_end(input: &[u8]) -> &[u8] {
 
 /// urlDecode / urlDecodeUni: `%HH` and `+`; with `uni`, also `%uHHHH`. A `%` that does not
 /// start a valid escape is kept, and decoding goes on after it (`%%41` gives `%A`); an
-/// invalid or truncated `%u` escape keeps both the `%` and the `u`.
-fn url_decode(input: &[u8], uni: bool) -> Cow<'_, [u8]> {
-    let Some((mut out, mut rest)) = start_at(input, |b| b == b'%' || b == b'+') else {
+/// invalid or truncated `%u` escape keeps both the `%` and the `u`. Without `plus_is_space`
+/// a `+` stays (a path's `%XX` decoding); the body processors use it for form data too.
+pub(crate) fn url_decode(input: &[u8], uni: bool, plus_is_space: bool) -> Cow<'_, [u8]> {
+    let Some((mut out, mut rest)) = start_at(input, |b| b == b'%' || (plus_is_space && b == b'+'))
+    else {
         return Cow::Borrowed(input);
     };
     while let [c, tail @ ..] = rest {
         rest = tail;
         match *c {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => match tail {
                 [b'u' | b'U', h1, h2, h3, h4, after @ ..]
                     if uni && all_hex(&[*h1, *h2, *h3, *h4]) =>

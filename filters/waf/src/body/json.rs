@@ -109,10 +109,7 @@ impl Parser<'_> {
     }
 
     fn skip_whitespace(&mut self) {
-        while matches!(
-            self.peek(),
-            Some(b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
-        ) {
+        while self.peek().is_some_and(crate::transform::is_c_space) {
             self.pos += 1;
         }
     }

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 
 use super::Pair;
+use crate::transform::is_c_space;
 
 /// ModSecurity's MULTIPART_BUF_SIZE: the longest line it handles as one buffer, and the
 /// longest part header line it accepts.
@@ -927,11 +928,6 @@ fn validate_quotes(value: &[u8], quote: u8, flags: &mut MultipartFlags) {
 /// RFC 2045 token characters.
 fn is_token_char(c: u8) -> bool {
     c > 32 && c < 127 && !b"()<>@,;:\\\"/[]?=".contains(&c)
-}
-
-/// C `isspace` in the C locale.
-fn is_c_space(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 /// The bytes before the first NUL, as C string functions see them.

@@ -2,7 +2,7 @@
 //! `Transaction::extractArguments` splits and decodes them.
 
 use super::Pair;
-use crate::transform::hex_value;
+use crate::transform;
 
 /// Query strings and application/x-www-form-urlencoded bodies, ModSecurity semantics: split on
 /// `&` (ModSecurity's default argument separator), name=value split at the first `=`, a part
@@ -32,51 +32,14 @@ pub fn parse_urlencoded(input: &[u8]) -> Vec<Pair> {
 }
 
 /// ModSecurity's `urldecode_nonstrict_inplace`: `+` is a space, `%` with two hex digits is that
-/// byte, any other `%` stays as it is.
+/// byte, any other `%` stays as it is (the `urlDecode` transformation).
 fn url_decode(input: &[u8]) -> Vec<u8> {
-    decode(input, true)
+    transform::url_decode(input, false, true).into_owned()
 }
 
 /// `%XX` decoding of a path (`+` stays a plus), as REQUEST_FILENAME holds it.
 pub(crate) fn percent_decode(input: &[u8]) -> Vec<u8> {
-    decode(input, false)
-}
-
-fn decode(input: &[u8], plus_is_space: bool) -> Vec<u8> {
-    if !input
-        .iter()
-        .any(|&b| b == b'%' || (plus_is_space && b == b'+'))
-    {
-        return input.to_vec();
-    }
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while let Some(&b) = input.get(i) {
-        match b {
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' => match (
-                input.get(i + 1).copied().and_then(hex_value),
-                input.get(i + 2).copied().and_then(hex_value),
-            ) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
+    transform::url_decode(input, false, false).into_owned()
 }
 
 #[cfg(test)]
