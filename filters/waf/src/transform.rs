@@ -142,45 +142,13 @@ impl Transform {
             .map(|&(_, t)| t)
     }
 
-    /// The canonical SecLang name, as ModSecurity's reference manual spells it (for logs).
+    /// The canonical SecLang name, as ModSecurity's reference manual spells it: the first
+    /// spelling `NAMES` gives.
     pub fn name(self) -> &'static str {
-        match self {
-            Transform::Base64Decode => "base64Decode",
-            Transform::Base64DecodeExt => "base64DecodeExt",
-            Transform::Base64Encode => "base64Encode",
-            Transform::CmdLine => "cmdLine",
-            Transform::CompressWhitespace => "compressWhitespace",
-            Transform::CssDecode => "cssDecode",
-            Transform::EscapeSeqDecode => "escapeSeqDecode",
-            Transform::HexDecode => "hexDecode",
-            Transform::HexEncode => "hexEncode",
-            Transform::HtmlEntityDecode => "htmlEntityDecode",
-            Transform::JsDecode => "jsDecode",
-            Transform::Length => "length",
-            Transform::Lowercase => "lowercase",
-            Transform::Md5 => "md5",
-            Transform::NormalizePath => "normalizePath",
-            Transform::NormalizePathWin => "normalizePathWin",
-            Transform::ParityEven7bit => "parityEven7bit",
-            Transform::ParityOdd7bit => "parityOdd7bit",
-            Transform::ParityZero7bit => "parityZero7bit",
-            Transform::RemoveComments => "removeComments",
-            Transform::RemoveCommentsChar => "removeCommentsChar",
-            Transform::RemoveNulls => "removeNulls",
-            Transform::RemoveWhitespace => "removeWhitespace",
-            Transform::ReplaceComments => "replaceComments",
-            Transform::ReplaceNulls => "replaceNulls",
-            Transform::Sha1 => "sha1",
-            Transform::SqlHexDecode => "sqlHexDecode",
-            Transform::Trim => "trim",
-            Transform::TrimLeft => "trimLeft",
-            Transform::TrimRight => "trimRight",
-            Transform::Uppercase => "uppercase",
-            Transform::UrlDecode => "urlDecode",
-            Transform::UrlDecodeUni => "urlDecodeUni",
-            Transform::UrlEncode => "urlEncode",
-            Transform::Utf8ToUnicode => "utf8toUnicode",
-        }
+        NAMES
+            .iter()
+            .find(|&&(_, t)| t == self)
+            .map_or("", |&(name, _)| name)
     }
 
     /// Applies the transformation.
@@ -501,12 +469,7 @@ const HEX_LOWER: [u8; 16] = *b"0123456789abcdef";
 // ---------------------------------------------------------------------------------------------
 
 fn hex_encode(input: &[u8]) -> Cow<'_, [u8]> {
-    let mut out = Vec::with_capacity(input.len().saturating_mul(2));
-    for &b in input {
-        out.push(HEX_LOWER[usize::from(b >> 4)]);
-        out.push(HEX_LOWER[usize::from(b & 0xf)]);
-    }
-    Cow::Owned(out)
+    Cow::Owned(meshward_shared::audit::hex_encode(input).into_bytes())
 }
 
 /// ModSecurity's `xsingle2c`: the value of one hex digit, computed without validation. For a
