@@ -117,6 +117,9 @@ impl Settings {
 
     /// The rule set for a request's `:authority`.
     pub fn for_authority(&self, authority: &str) -> &Rc<RuleSet> {
+        if self.per_authority.is_empty() {
+            return &self.default;
+        }
         let host = authority
             .rsplit_once(':')
             .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))

@@ -110,7 +110,6 @@ pub struct Actions {
     pub disruptive: Option<Disruptive>,
     pub status: Option<u16>,
     pub log: Option<bool>,
-    pub auditlog: Option<bool>,
     pub capture: bool,
     pub multi_match: bool,
     pub chain: bool,
@@ -183,8 +182,8 @@ impl Actions {
             }
             "log" => self.log = Some(true),
             "nolog" => self.log = Some(false),
-            "auditlog" => self.auditlog = Some(true),
-            "noauditlog" => self.auditlog = Some(false),
+            // There is no audit log in a proxy filter.
+            "auditlog" | "noauditlog" => {}
             "capture" => self.capture = true,
             "multimatch" => self.multi_match = true,
             "chain" => self.chain = true,
@@ -252,7 +251,6 @@ impl Actions {
             disruptive,
             status,
             log,
-            auditlog,
             capture,
             multi_match,
             chain,
@@ -280,7 +278,6 @@ impl Actions {
         replace(&mut self.disruptive, disruptive);
         replace(&mut self.status, status);
         replace(&mut self.log, log);
-        replace(&mut self.auditlog, auditlog);
         replace(&mut self.skip_after, skip_after);
         if skip > 0 {
             self.skip = skip;
@@ -331,20 +328,6 @@ fn parse_severity(v: &str) -> Result<u8, String> {
         .position(|n| n.eq_ignore_ascii_case(v))
         .and_then(|i| u8::try_from(i).ok())
         .ok_or_else(|| format!("bad severity `{v}`"))
-}
-
-/// The severity's name as ModSecurity logs it.
-pub fn severity_name(severity: u8) -> &'static str {
-    match severity {
-        0 => "EMERGENCY",
-        1 => "ALERT",
-        2 => "CRITICAL",
-        3 => "ERROR",
-        4 => "WARNING",
-        5 => "NOTICE",
-        6 => "INFO",
-        _ => "DEBUG",
-    }
 }
 
 fn parse_setvar(v: &str) -> Result<SetVar, String> {

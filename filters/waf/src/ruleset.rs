@@ -4,7 +4,7 @@
 
 use crate::macros::MacroString;
 use crate::operator::Operator;
-use crate::parser::{self, Directive, LoadError, Location};
+use crate::parser::{self, Directive, LoadError};
 use crate::rule::{Actions, Disruptive, EngineMode, Rule};
 use crate::transform::Transform;
 use crate::variable::parse_targets;
@@ -155,13 +155,8 @@ struct Loader<'s> {
 }
 
 impl RuleSet {
-    /// Loads SecLang `text` (named `name` in errors), resolving `Include`s
-    /// through `sources`.
-    pub fn load(name: &str, text: &str, sources: &dyn Sources) -> Result<RuleSet, LoadError> {
-        Self::load_all(&[(name.to_string(), text.to_string())], sources)
-    }
-
-    /// Loads several chunks in order as one configuration.
+    /// Loads several chunks of SecLang in order as one configuration,
+    /// resolving `Include`s through `sources`.
     pub fn load_all(
         chunks: &[(String, String)],
         sources: &dyn Sources,
@@ -175,13 +170,8 @@ impl RuleSet {
             included: 0,
             operators: HashMap::new(),
         };
-        let mut last = Location {
-            file: "config".into(),
-            line: 0,
-        };
         for (name, text) in chunks {
             for directive in parser::parse(name, text)? {
-                last = directive.location.clone();
                 loader.directive(directive)?;
             }
         }
@@ -191,7 +181,6 @@ impl RuleSet {
                 format!("rule {} ends with `chain` but no rule follows", rule.id),
             ));
         }
-        let _ = last;
         let mut set = loader.set;
         set.resolve_skips();
         set.number_transform_lists();
@@ -591,12 +580,7 @@ impl Loader<'_> {
             return Err(err("SecAction takes one argument".into()));
         }
         let actions = Actions::parse(text).map_err(|e| err(format!("SecAction: {e}")))?;
-        let operator = Rc::new(
-            Operator::compile("unconditionalMatch", "", &|_| {
-                Err("no data files for SecAction".to_string())
-            })
-            .map_err(err)?,
-        );
+        let (_, operator, _) = self.operator("@unconditionalMatch").map_err(err)?;
         let rule = Rule {
             id: actions.id.unwrap_or(0),
             phase: 0,
@@ -727,9 +711,6 @@ fn apply_defaults(actions: &mut Actions, defaults: Option<&Actions>) {
     }
     if actions.log.is_none() {
         actions.log = Some(defaults.and_then(|d| d.log).unwrap_or(true));
-    }
-    if actions.auditlog.is_none() {
-        actions.auditlog = defaults.and_then(|d| d.auditlog);
     }
     inherit_transforms(actions, defaults);
 }

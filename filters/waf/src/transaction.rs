@@ -38,11 +38,7 @@ pub struct Interruption {
 #[derive(Debug, Clone)]
 pub struct MatchedRule {
     pub id: u64,
-    pub phase: u8,
     pub msg: String,
-    pub data: String,
-    pub severity: Option<u8>,
-    pub tags: Vec<String>,
     /// The ModSecurity-style error-log line (`[id "942100"] [msg "…"] …`).
     pub log_line: Option<String>,
 }
@@ -1387,11 +1383,7 @@ impl Transaction {
         let log_line = logs.then(|| self.log_line(rule, &msg, &data));
         self.matched.push(MatchedRule {
             id: rule.id,
-            phase: rule.phase,
             msg,
-            data,
-            severity: a.severity,
-            tags: if logs { a.tags.clone() } else { Vec::new() },
             log_line,
         });
     }
