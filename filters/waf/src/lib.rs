@@ -27,10 +27,9 @@ use meshward_shared::metrics::Counters;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
-use rule::EngineMode;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use transaction::{BodyLimit, Connection, Interruption, Transaction};
+use transaction::{Connection, Interruption, Transaction};
 
 const FILTER: &str = "waf";
 
@@ -383,12 +382,12 @@ impl Stream {
         let Some(tx) = self.tx.as_mut() else {
             return Action::Continue;
         };
-        let (limit, phase) = match dir {
+        let (reject, phase) = match dir {
             Direction::Request => (tx.append_request_body(&body), 2),
             Direction::Response => (tx.append_response_body(&body), 4),
         };
-        match (limit, dir) {
-            (BodyLimit::Reject, _) if tx.mode() == EngineMode::On => self.reject_oversize(phase),
+        match (reject, dir) {
+            (true, _) => self.reject_oversize(phase),
             (_, Direction::Request) => self.request_body_done(),
             (_, Direction::Response) => self.response_body_done(),
         }

@@ -43,16 +43,6 @@ pub struct MatchedRule {
     pub log_line: Option<String>,
 }
 
-/// A request body past its limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyLimit {
-    Within,
-    /// The rest is ignored (ProcessPartial).
-    Truncated,
-    /// The request must be rejected (413) or the response replaced (500).
-    Reject,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Processor {
     UrlEncoded,
@@ -389,20 +379,19 @@ impl Transaction {
     }
 
     /// Adds request body bytes, honouring `SecRequestBodyLimit`.
-    pub fn append_request_body(&mut self, chunk: &[u8]) -> BodyLimit {
+    /// True when the body passed its limit and must be rejected (`Reject`,
+    /// engine On); with `ProcessPartial` the part within the limit is kept.
+    pub fn append_request_body(&mut self, chunk: &[u8]) -> bool {
         let limit = self.request_body_limit();
         let room = limit.saturating_sub(self.body.len());
         if chunk.len() <= room {
             self.body.extend_from_slice(chunk);
-            return BodyLimit::Within;
+            return false;
         }
         self.body.extend_from_slice(&chunk[..room]);
         self.inbound_data_error = true;
         self.exceeded_request_limit = Some(limit);
-        match self.rules.settings.request_body_limit_action {
-            LimitAction::ProcessPartial => BodyLimit::Truncated,
-            LimitAction::Reject => BodyLimit::Reject,
-        }
+        self.must_reject(self.rules.settings.request_body_limit_action)
     }
 
     /// Whether phase 4 needs the response body (access on, inspectable type).
@@ -422,19 +411,23 @@ impl Transaction {
             .contains(&content_type)
     }
 
-    pub fn append_response_body(&mut self, chunk: &[u8]) -> BodyLimit {
+    /// As `append_request_body`, for `SecResponseBodyLimit`.
+    pub fn append_response_body(&mut self, chunk: &[u8]) -> bool {
         let limit = self.rules.settings.response_body_limit;
         let room = limit.saturating_sub(self.response_body.len());
         if chunk.len() <= room {
             self.response_body.extend_from_slice(chunk);
-            return BodyLimit::Within;
+            return false;
         }
         self.response_body.extend_from_slice(&chunk[..room]);
         self.outbound_data_error = true;
-        match self.rules.settings.response_body_limit_action {
-            LimitAction::ProcessPartial => BodyLimit::Truncated,
-            LimitAction::Reject => BodyLimit::Reject,
-        }
+        self.must_reject(self.rules.settings.response_body_limit_action)
+    }
+
+    /// A body past its limit is rejected with `Reject`, and only when the
+    /// engine is On (DetectionOnly never blocks).
+    fn must_reject(&self, action: LimitAction) -> bool {
+        action == LimitAction::Reject && self.mode == EngineMode::On
     }
 
     // ---- phases ----------------------------------------------------------
@@ -449,7 +442,7 @@ impl Transaction {
     pub fn process_request_body(&mut self) -> Option<Interruption> {
         if self.request_body_access {
             self.parse_request_body();
-            if self.multipart_fields_over_limit() && self.mode == EngineMode::On {
+            if self.multipart_fields_over_limit() {
                 // Answered like any body past its limit: rule 0, 413.
                 self.interruption = Some(Interruption {
                     rule_id: 0,
@@ -479,8 +472,9 @@ impl Transaction {
         }
         self.inbound_data_error = true;
         self.exceeded_request_limit = Some(limit);
-        if self.rules.settings.request_body_limit_action == LimitAction::Reject {
-            return true;
+        let action = self.rules.settings.request_body_limit_action;
+        if action == LimitAction::Reject {
+            return self.must_reject(action);
         }
         let mut used = 0usize;
         self.args_post.retain(|(k, v)| {
@@ -546,10 +540,6 @@ impl Transaction {
 
     pub fn response_body_limit(&self) -> usize {
         self.rules.settings.response_body_limit
-    }
-
-    pub fn mode(&self) -> EngineMode {
-        self.mode
     }
 
     // ---- evaluation ------------------------------------------------------
