@@ -30,6 +30,37 @@ pub enum AllowScope {
     Request,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A request body processor (`ctl:requestBodyProcessor`, or chosen by content type).
+pub enum Processor {
+    UrlEncoded,
+    Multipart,
+    Json,
+    Xml,
+}
+
+impl Processor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Processor::UrlEncoded => "URLENCODED",
+            Processor::Multipart => "MULTIPART",
+            Processor::Json => "JSON",
+            Processor::Xml => "XML",
+        }
+    }
+
+    /// `URLENCODED`, `MULTIPART`, `JSON` or `XML`, in any case.
+    pub fn parse(name: &str) -> Option<Processor> {
+        match name.to_ascii_uppercase().as_str() {
+            "URLENCODED" => Some(Processor::UrlEncoded),
+            "MULTIPART" => Some(Processor::Multipart),
+            "JSON" => Some(Processor::Json),
+            "XML" => Some(Processor::Xml),
+            _ => None,
+        }
+    }
+}
+
 /// `SecRuleEngine` / `ctl:ruleEngine`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineMode {
@@ -77,7 +108,7 @@ pub enum Ctl {
     RequestBodyAccess(bool),
     ResponseBodyAccess(bool),
     ForceRequestBodyVariable(bool),
-    RequestBodyProcessor(String),
+    RequestBodyProcessor(Processor),
     RequestBodyLimit(usize),
     /// Accepted for CRS compatibility; meshward writes no audit log.
     AuditEngine,
@@ -441,13 +472,9 @@ fn parse_ctl(v: &str) -> Result<Ctl, String> {
         "requestbodyaccess" => Ctl::RequestBodyAccess(on_off(value)?),
         "responsebodyaccess" => Ctl::ResponseBodyAccess(on_off(value)?),
         "forcerequestbodyvariable" => Ctl::ForceRequestBodyVariable(on_off(value)?),
-        "requestbodyprocessor" => {
-            let p = value.to_ascii_uppercase();
-            if !matches!(p.as_str(), "URLENCODED" | "MULTIPART" | "JSON" | "XML") {
-                return Err(format!("ctl `{v}`: unknown body processor"));
-            }
-            Ctl::RequestBodyProcessor(p)
-        }
+        "requestbodyprocessor" => Ctl::RequestBodyProcessor(
+            Processor::parse(value).ok_or_else(|| format!("ctl `{v}`: unknown body processor"))?,
+        ),
         "requestbodylimit" => {
             Ctl::RequestBodyLimit(value.parse().map_err(|_| format!("ctl `{v}`: bad limit"))?)
         }

@@ -4,7 +4,7 @@
 
 use crate::body::{self, FilePart, MultipartFlags, Pair, Xml};
 use crate::macros::{MacroString, Part};
-use crate::rule::{AllowScope, Ctl, Disruptive, Effect, EngineMode, Rule, SetOp};
+use crate::rule::{AllowScope, Ctl, Disruptive, Effect, EngineMode, Processor, Rule, SetOp};
 use crate::ruleset::{Item, LimitAction, RuleSet};
 use crate::transform::Transform;
 use crate::variable::{Selector, Target, Var};
@@ -41,35 +41,6 @@ pub struct MatchedRule {
     pub msg: String,
     /// The ModSecurity-style error-log line (`[id "942100"] [msg "…"] …`).
     pub log_line: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Processor {
-    UrlEncoded,
-    Multipart,
-    Json,
-    Xml,
-}
-
-impl Processor {
-    fn name(self) -> &'static str {
-        match self {
-            Processor::UrlEncoded => "URLENCODED",
-            Processor::Multipart => "MULTIPART",
-            Processor::Json => "JSON",
-            Processor::Xml => "XML",
-        }
-    }
-
-    fn parse(name: &str) -> Option<Processor> {
-        match name {
-            "URLENCODED" => Some(Processor::UrlEncoded),
-            "MULTIPART" => Some(Processor::Multipart),
-            "JSON" => Some(Processor::Json),
-            "XML" => Some(Processor::Xml),
-            _ => None,
-        }
-    }
 }
 
 /// The rules a `ctl` removes (or removes a target from) for this transaction.
@@ -1349,7 +1320,7 @@ impl Transaction {
             Ctl::RequestBodyAccess(on) => self.request_body_access = *on,
             Ctl::ResponseBodyAccess(on) => self.response_body_access = *on,
             Ctl::ForceRequestBodyVariable(on) => self.force_body_variable = *on,
-            Ctl::RequestBodyProcessor(name) => self.processor = Processor::parse(name),
+            Ctl::RequestBodyProcessor(p) => self.processor = Some(*p),
             Ctl::RequestBodyLimit(limit) => self.request_body_limit = *limit,
             Ctl::AuditEngine | Ctl::AuditLogParts => {}
         }
