@@ -261,6 +261,7 @@ impl Runner {
             FrontEnd::Envoy => envoy::receive(&raw),
             FrontEnd::AsWritten => envoy::as_written(&raw),
         };
+        let answered_by_envoy = matches!(arrival, Arrival::Answered { .. });
         let (observed, note) = match arrival {
             Arrival::Delivered(delivered) => self.send(input, delivered),
             Arrival::Answered {
@@ -306,6 +307,7 @@ impl Runner {
             failures,
             triggered: check::triggered_ids(&observed.log_lines),
             status: observed.response.as_ref().map(|r| r.status),
+            answered_by_envoy,
             note,
             observed: Some(observed),
         }
@@ -435,12 +437,8 @@ fn follow_redirect(input: &Input, previous: Option<&ObservedResponse>) -> Result
     }
     let location = previous
         .filter(|r| (300..400).contains(&r.status))
-        .and_then(|r| {
-            r.headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("location"))
-        })
-        .map(|(_, v)| v.clone())
+        .and_then(|r| crate::exchange::find_header(&r.headers, "location"))
+        .map(str::to_string)
         .ok_or("follow_redirect: the previous stage got no redirect with a Location")?;
     let mut input = input.clone();
     match location.split_once("://") {
@@ -485,6 +483,8 @@ pub struct StageResult {
     pub triggered: Vec<u64>,
     /// The status the client got, if it got a response.
     pub status: Option<u16>,
+    /// Envoy itself answered the request before any filter ran.
+    pub answered_by_envoy: bool,
     /// How the request was handled when that is not the usual (Envoy answered, the VM trapped).
     pub note: Option<String>,
     /// What was observed (kept only until the next stage needs it).
@@ -639,15 +639,8 @@ pub fn run(
                     Resolution::Replaced { outputs, reason } => (outputs, Some(reason)),
                 };
             let result = runner.run_test(test, &outputs);
-            report.answered_by_envoy += result
-                .stages
-                .iter()
-                .filter(|s| {
-                    s.note
-                        .as_deref()
-                        .is_some_and(|n| n.starts_with("Envoy answered"))
-                })
-                .count();
+            report.answered_by_envoy +=
+                result.stages.iter().filter(|s| s.answered_by_envoy).count();
             if result.passed() {
                 file_report.passed += 1;
                 if override_reason.is_some() {
