@@ -1124,9 +1124,7 @@ pub const WAF_BLOCKED: &str = "request blocked by the WAF";
 /// below are blocked on their score, not by one rule), and the response-code details
 /// `meshward_waf_denied` (Envoy's `%RESPONSE_CODE_DETAILS%`; the harness's local reply).
 fn expect_waf_denied(o: &[Observed], i: usize) -> Result<(), String> {
-    expect_status(o, i, 403)?;
-    expect_reached(o, i, false)?;
-    expect_json_local_reply(o, i)?;
+    expect_denied(o, i)?;
     let got = &o[i];
     let body: serde_json::Value = serde_json::from_slice(&got.body).unwrap_or_default();
     if got.error().as_deref() != Some(WAF_BLOCKED) || body["reason"] != "rule 949110" {

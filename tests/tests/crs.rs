@@ -30,7 +30,7 @@ fn runner(config: serde_json::Value) -> ftw::Runner {
 #[test]
 fn crs_regression_suite_pass_rate_is_at_least_the_committed_floor() {
     let suite = meshward_tests::crs_suite();
-    let overrides = Overrides::load(&repo().join("tests/crs/overrides.yaml")).expect("overrides");
+    let overrides = meshward_tests::crs_overrides();
     let floor_text =
         std::fs::read_to_string(repo().join("tests/crs/floor")).expect("tests/crs/floor");
     let floor: f64 = floor_text
@@ -39,7 +39,7 @@ fn crs_regression_suite_pass_rate_is_at_least_the_committed_floor() {
         .unwrap_or_else(|e| panic!("tests/crs/floor: {e}: {floor_text:?}"));
 
     let mut runner = runner(waf_config::crs_run(&waf_config::Rules::Embedded).unwrap());
-    let report = ftw::run(&mut runner, &suite, &overrides, None);
+    let report = ftw::run(&mut runner, suite, &overrides, None);
 
     let total: usize = suite.files.iter().map(|f| f.tests.len()).sum();
     println!(
@@ -234,7 +234,7 @@ fn an_override_replaces_expectations_and_stale_ones_are_reported() {
 
 #[test]
 fn the_committed_overrides_each_name_an_existing_crs_test() {
-    let overrides = Overrides::load(&repo().join("tests/crs/overrides.yaml")).expect("overrides");
+    let overrides = meshward_tests::crs_overrides();
     assert!(!overrides.entries.is_empty());
     let suite = meshward_tests::crs_suite();
     let ids = suite.test_ids();

@@ -716,12 +716,11 @@ const CRS_SAMPLE_EVERY: usize = 25;
 /// the status and on the exact set of rule ids logged.
 #[test]
 fn a_crs_sample_through_envoy_logs_the_same_rules_as_the_harness_runner() {
-    use meshward_harness::ftw::{self, overrides::Overrides, waf_config, FrontEnd, Options};
+    use meshward_harness::ftw::{self, waf_config, FrontEnd, Options};
     use meshward_tests::e2e::ftw::EnvoyFtw;
 
     let suite = meshward_tests::crs_suite();
-    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let overrides = Overrides::load(&repo.join("tests/crs/overrides.yaml")).expect("overrides");
+    let overrides = meshward_tests::crs_overrides();
     let config = waf_config::crs_run(&waf_config::Rules::Embedded).unwrap();
 
     // The sample, with each test's expected outputs after the overrides.

@@ -50,11 +50,10 @@ fn full_crs() -> Value {
 
 /// A request with a body, as a real client sends it (Content-Length set).
 fn with_body(method: &str, path: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Request {
-    let body = body.into();
     Request::new(method, path)
         .header("content-type", content_type)
-        .header("content-length", &body.len().to_string())
         .body(body)
+        .http1_framing()
 }
 
 fn form(path: &str, body: &str) -> Request {
