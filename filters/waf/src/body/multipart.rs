@@ -18,6 +18,7 @@ use std::collections::HashMap;
 
 use super::Pair;
 use crate::transform::is_c_space;
+use memchr::memmem;
 
 /// ModSecurity's MULTIPART_BUF_SIZE: the longest line it handles as one buffer, and the
 /// longest part header line it accepts.
@@ -169,7 +170,7 @@ fn boundary_from_content_type(
     if count_boundary_params(header) > 1 {
         return Err("Multipart: Multiple boundary parameters in C-T.");
     }
-    let Some(at) = find(after_mime, b"boundary") else {
+    let Some(at) = memmem::find(after_mime, b"boundary") else {
         // `boundary` is matched case-sensitively; a differently cased one is named in the error.
         if count_boundary_params(header) > 0 {
             return Err("Multipart: Invalid boundary in C-T (case sensitivity).");
@@ -248,7 +249,7 @@ fn count_boundary_params(s: &[u8]) -> usize {
     let lower = s.to_ascii_lowercase();
     let mut rest: &[u8] = &lower;
     let mut count = 0;
-    while let Some(at) = find(rest, b"boundary") {
+    while let Some(at) = memmem::find(rest, b"boundary") {
         rest = rest.get(at + b"boundary".len()..).unwrap_or_default();
         if rest.contains(&b'=') {
             count += 1;
@@ -318,6 +319,8 @@ struct Stop;
 
 struct Parser<'b> {
     boundary: Vec<u8>,
+    /// `--` and the boundary, searched for in lines that are not boundaries.
+    dashed_boundary: memmem::Finder<'static>,
     flags: MultipartFlags,
     crlf_line: bool,
     /// MULTIPART_UNMATCHED_BOUNDARY as libmodsecurity counts it: 0, 1 or 2.
@@ -348,8 +351,10 @@ struct Parser<'b> {
 
 impl<'b> Parser<'b> {
     fn new(boundary: Vec<u8>, flags: MultipartFlags, budget: usize) -> Self {
+        let dashed: Vec<u8> = [&b"--"[..], &boundary].concat();
         Parser {
             budget,
+            dashed_boundary: memmem::Finder::new(&dashed).into_owned(),
             boundary,
             flags,
             crlf_line: false,
@@ -465,7 +470,7 @@ impl<'b> Parser<'b> {
                 }
                 self.unmatched = 1;
             }
-        } else if self.line_start && contains_dashed(buf, &self.boundary) {
+        } else if self.line_start && self.dashed_boundary.find(buf).is_some() {
             self.unmatched = 1;
         }
 
@@ -526,7 +531,7 @@ impl<'b> Parser<'b> {
             if !part.filename.is_empty() {
                 // A backend that finds the file name by searching for `filename=` would not
                 // see this one (`filename = "x"`): refuse what the two would read differently.
-                if find(&disposition, b"filename=").is_none() {
+                if memmem::find(&disposition, b"filename=").is_none() {
                     self.error =
                         Some("Multipart: Invalid Content-Disposition header (filename).".into());
                     return;
@@ -743,16 +748,6 @@ fn buffer_len(rest: &[u8]) -> Option<usize> {
     })
 }
 
-/// `--` followed by the boundary anywhere in the buffer.
-fn contains_dashed(buf: &[u8], boundary: &[u8]) -> bool {
-    buf.windows(2).enumerate().any(|(i, pair)| {
-        pair == b"--"
-            && buf
-                .get(i + 2..)
-                .is_some_and(|rest| rest.starts_with(boundary))
-    })
-}
-
 /// libmodsecurity's `parse_content_disposition`: fills `name` / `filename` of the part.
 /// `Err` is its negative return code, which appears in the error message.
 fn parse_content_disposition(
@@ -944,13 +939,6 @@ fn chomp(s: &[u8]) -> &[u8] {
         Some(last) => s.get(..=last).unwrap_or(s),
         None => s,
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A line for an error message: as C sees it, without its line ending.
