@@ -17,6 +17,7 @@
 //! encodings ISO-8859-1 / US-ASCII / windows-1252 when the XML declaration names them;
 //! other encodings are an error (libxml2 would convert them with iconv).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// What the XML selectors CRS uses see.
@@ -181,28 +182,29 @@ fn is_xml_space(c: char) -> bool {
 }
 
 /// The body as UTF-8 text, converted from the encodings this processor reads.
-fn decode(body: &[u8]) -> Result<String, String> {
+/// The body as text: borrowed when it is UTF-8 already (the usual case), decoded otherwise.
+fn decode(body: &[u8]) -> Result<Cow<'_, str>, String> {
     if let Some(rest) = body.strip_prefix(b"\xEF\xBB\xBF") {
         return utf8(rest);
     }
     if let Some(rest) = body.strip_prefix(b"\xFF\xFE") {
-        return utf16(rest, u16::from_le_bytes);
+        return utf16(rest, u16::from_le_bytes).map(Cow::Owned);
     }
     if let Some(rest) = body.strip_prefix(b"\xFE\xFF") {
-        return utf16(rest, u16::from_be_bytes);
+        return utf16(rest, u16::from_be_bytes).map(Cow::Owned);
     }
     // `<?` in UTF-16 without a byte order mark (XML 1.0 Appendix F).
     if body.starts_with(b"<\0?\0") {
-        return utf16(body, u16::from_le_bytes);
+        return utf16(body, u16::from_le_bytes).map(Cow::Owned);
     }
     if body.starts_with(b"\0<\0?") {
-        return utf16(body, u16::from_be_bytes);
+        return utf16(body, u16::from_be_bytes).map(Cow::Owned);
     }
     match declared_encoding(body).map(|e| e.to_ascii_lowercase()) {
         None => utf8(body),
         Some(e) if e == b"utf-8" || e == b"utf8" => utf8(body),
         Some(e) if e == b"iso-8859-1" || e == b"latin1" || e == b"iso_8859-1" || e == b"l1" => {
-            Ok(body.iter().map(|&b| char::from(b)).collect())
+            Ok(Cow::Owned(body.iter().map(|&b| char::from(b)).collect()))
         }
         Some(e) if e == b"us-ascii" || e == b"ascii" => {
             if body.is_ascii() {
@@ -215,6 +217,7 @@ fn decode(body: &[u8]) -> Result<String, String> {
             .iter()
             .map(|&b| windows_1252(b))
             .collect::<Option<String>>()
+            .map(Cow::Owned)
             .ok_or_else(|| format!("{FAILED} (a byte undefined in windows-1252)")),
         Some(e) => Err(format!(
             "{FAILED} (unsupported encoding {})",
@@ -223,9 +226,9 @@ fn decode(body: &[u8]) -> Result<String, String> {
     }
 }
 
-fn utf8(body: &[u8]) -> Result<String, String> {
+fn utf8(body: &[u8]) -> Result<Cow<'_, str>, String> {
     std::str::from_utf8(body)
-        .map(str::to_owned)
+        .map(Cow::Borrowed)
         .map_err(|_| format!("{FAILED} (input is not valid UTF-8)"))
 }
 
