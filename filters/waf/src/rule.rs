@@ -432,6 +432,11 @@ pub fn parse_id_ranges(v: &str) -> Result<Vec<(u64, u64)>, String> {
     Ok(ranges)
 }
 
+/// Whether `id` falls in one of `ranges` (as `parse_id_ranges` gives them).
+pub fn in_ranges(ranges: &[(u64, u64)], id: u64) -> bool {
+    ranges.iter().any(|&(from, to)| (from..=to).contains(&id))
+}
+
 fn on_off(v: &str) -> Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "1" => Ok(true),

@@ -339,7 +339,7 @@ impl Selection {
 
     fn selects(&self, rule: &Rule) -> bool {
         match self {
-            Selection::Ids(ranges) => ranges.iter().any(|(a, b)| (*a..=*b).contains(&rule.id)),
+            Selection::Ids(ranges) => crate::rule::in_ranges(ranges, rule.id),
             Selection::Tag(tag) => rule.has_tag(tag),
             Selection::Msg(msg) => rule.actions.msg.as_ref().map(|m| m.raw.as_str()) == Some(msg),
         }

@@ -54,7 +54,7 @@ enum RuleSelector {
 impl RuleSelector {
     fn selects(&self, rule: &Rule) -> bool {
         match self {
-            RuleSelector::Ids(ranges) => ranges.iter().any(|(a, b)| (*a..=*b).contains(&rule.id)),
+            RuleSelector::Ids(ranges) => crate::rule::in_ranges(ranges, rule.id),
             RuleSelector::Tagged(ids) => ids.contains(&rule.id),
         }
     }
