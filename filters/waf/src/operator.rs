@@ -532,6 +532,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// grow with every regex traffic exercised). The full regex, with capture
 /// groups, is built the first time a match needs them.
 struct Pattern {
+    /// Names this pattern's capture engine in `ENGINES`.
+    id: u64,
     source: String,
     dfa: hybrid::dfa::DFA,
     cache: Mutex<hybrid::dfa::Cache>,
@@ -546,8 +548,12 @@ const CAPTURE_ENGINES: usize = 32;
 type CaptureEngine = Rc<(PikeVM, RefCell<pikevm::Cache>)>;
 
 thread_local! {
-    static ENGINES: RefCell<Vec<(String, Option<CaptureEngine>)>> = const { RefCell::new(Vec::new()) };
+    static ENGINES: RefCell<Vec<(u64, Option<CaptureEngine>)>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Pattern ids: looking an engine up compares a number, not the regex text
+/// (CRS's are kilobytes long), and no copy of the text is kept.
+static NEXT_PATTERN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The literal prefixes every match starts with, as regex-automata extracts
 /// them for its own prefilters, but giving up sooner: CRS's large
@@ -598,13 +604,19 @@ impl Pattern {
             .build_from_nfa(nfa)
             .map_err(|e| invalid(&e))?;
         let cache = Mutex::new(dfa.create_cache());
-        Ok(Pattern { source, dfa, cache })
+        let id = NEXT_PATTERN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Pattern {
+            id,
+            source,
+            dfa,
+            cache,
+        })
     }
 
     fn capture_engine(&self) -> Option<CaptureEngine> {
         ENGINES.with(|engines| {
             let mut engines = engines.borrow_mut();
-            if let Some(i) = engines.iter().position(|(s, _)| *s == self.source) {
+            if let Some(i) = engines.iter().position(|(id, _)| *id == self.id) {
                 let entry = engines.remove(i);
                 let engine = entry.1.clone();
                 engines.push(entry);
@@ -626,7 +638,7 @@ impl Pattern {
             if engines.len() >= CAPTURE_ENGINES {
                 engines.remove(0);
             }
-            engines.push((self.source.clone(), engine.clone()));
+            engines.push((self.id, engine.clone()));
             engine
         })
     }
