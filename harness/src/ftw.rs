@@ -209,11 +209,6 @@ impl Runner {
         }));
         let shared = backend.clone();
         proxy.set_upstream(move |request: &Upstream| {
-            // A sidecar's routes have no CONNECT matcher: Envoy's router answers 404
-            // (route_not_found) after the filters ran.
-            if request.method == "CONNECT" {
-                return Response::new(404);
-            }
             let mut backend = shared.borrow_mut();
             let reply = match backend.stage_response.clone() {
                 Some(spec) => {

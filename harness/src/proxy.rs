@@ -855,6 +855,14 @@ impl Proxy {
             !request.trailers.is_empty(),
         );
         let (response, local) = match flow {
+            // A sidecar's routes match paths; a CONNECT (no :path) matches none, so
+            // Envoy's router answers 404 `route_not_found` once the filters have run.
+            (Flow::Through, _)
+                if find_header(&exchange.borrow().request_headers, ":path").is_none() =>
+            {
+                exchange.borrow_mut().response_code_details = "route_not_found".into();
+                self.respond(&mut stream, Response::new(404), None)
+            }
             (Flow::Through, body) => {
                 let upstream = {
                     let x = exchange.borrow();

@@ -255,7 +255,7 @@ fn the_committed_overrides_each_name_an_existing_crs_test() {
 }
 
 /// What the runner needs from the harness: Envoy's `request.protocol` for HTTP/1.0 requests
-/// and CONNECT requests with `:authority` and no `:path`.
+/// and CONNECT requests with `:authority` and no `:path`, which no route matches.
 #[test]
 fn a_request_carries_its_protocol_and_connect_carries_no_path() {
     let script = "request_headers: get_property request protocol; get_property request path; \
@@ -278,4 +278,7 @@ fn a_request_carries_its_protocol_and_connect_carries_no_path() {
         probe.send(meshward_harness::Request::new("CONNECT", "").authority("example.org:443"));
     assert_eq!(p(&out.logs, "request.path"), "NOT_FOUND");
     assert_eq!(p(&out.logs, "request.host"), r#"OK "example.org:443""#);
+    // A sidecar has no route for it: Envoy's router answers 404 after the filters.
+    assert_eq!(out.status(), 404);
+    assert!(out.upstream.is_none());
 }

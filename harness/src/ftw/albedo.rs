@@ -62,15 +62,13 @@ impl Albedo {
             Some((p, q)) => (p, Some(q)),
             None => (target, None),
         };
-        if method != "CONNECT" {
-            let clean = clean_path(path);
-            if clean != path {
-                let location = match query {
-                    Some(q) => format!("{clean}?{q}"),
-                    None => clean,
-                };
-                return self.redirect(method, &location);
-            }
+        let clean = clean_path(path);
+        if clean != path {
+            let location = match query {
+                Some(q) => format!("{clean}?{q}"),
+                None => clean,
+            };
+            return self.redirect(method, &location);
         }
         let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
         let reply = if method == "POST" && under("/reflect") {
