@@ -170,17 +170,10 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The backend's state, shared with the proxy's upstream.
-struct Backend {
-    albedo: albedo::Albedo,
-    /// `input.response` of the stage being sent.
-    stage_response: Option<albedo::Spec>,
-}
-
 /// The WAF in a proxy, with albedo behind it.
 pub struct Runner {
     proxy: Proxy,
-    backend: Rc<RefCell<Backend>>,
+    albedo: Rc<RefCell<albedo::Albedo>>,
     front_end: FrontEnd,
     stages_sent: usize,
 }
@@ -203,25 +196,12 @@ impl Runner {
         let date = httpdate::fmt_http_date(
             std::time::UNIX_EPOCH + Duration::from_nanos(proxy.now_nanos()),
         );
-        let backend = Rc::new(RefCell::new(Backend {
-            albedo: albedo::Albedo::new(date),
-            stage_response: None,
-        }));
-        let shared = backend.clone();
+        let albedo = Rc::new(RefCell::new(albedo::Albedo::new(date)));
+        let shared = albedo.clone();
         proxy.set_upstream(move |request: &Upstream| {
-            let mut backend = shared.borrow_mut();
-            let reply = match backend.stage_response.clone() {
-                Some(spec) => {
-                    let mut reply = backend.albedo.reflect(&spec);
-                    if request.method == "HEAD" {
-                        reply.body.clear();
-                    }
-                    reply
-                }
-                None => backend
-                    .albedo
-                    .handle(&request.method, &request.path, &request.body),
-            };
+            let reply = shared
+                .borrow_mut()
+                .answer(&request.method, &request.path, &request.body);
             let mut response = Response::new(reply.status).body(reply.body);
             for (name, value) in &reply.headers {
                 response = response.header(name, value);
@@ -230,7 +210,7 @@ impl Runner {
         });
         Ok(Runner {
             proxy,
-            backend,
+            albedo,
             front_end: options.front_end,
             stages_sent: 0,
         })
@@ -310,9 +290,11 @@ impl Runner {
 
     fn send(&mut self, input: &Input, d: envoy::Delivered) -> (Observed, Option<String>) {
         let request = harness_request(input, d);
-        self.backend.borrow_mut().stage_response = input.response.as_ref().map(albedo::Spec::from);
+        self.albedo
+            .borrow_mut()
+            .set_stage_response(input.response.as_ref().map(albedo::Spec::from));
         let outcome = self.proxy.send(request);
-        self.backend.borrow_mut().stage_response = None;
+        self.albedo.borrow_mut().set_stage_response(None);
         self.stages_sent += 1;
         let log_lines: Vec<String> = outcome
             .logs

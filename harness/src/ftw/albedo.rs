@@ -44,6 +44,8 @@ pub struct Spec {
 pub struct Albedo {
     /// `(method, request URI)` → spec, from `/configure_reflection`.
     configured: HashMap<(String, String), Spec>,
+    /// A go-ftw stage's `input.response`: while set, every request gets it.
+    stage_response: Option<Spec>,
     /// The `Date` header value to send.
     pub date: String,
 }
@@ -52,7 +54,28 @@ impl Albedo {
     pub fn new(date: impl Into<String>) -> Self {
         Albedo {
             configured: HashMap::new(),
+            stage_response: None,
             date: date.into(),
+        }
+    }
+
+    /// Answers every request with `spec` until called again (`None`: albedo's endpoints).
+    pub fn set_stage_response(&mut self, spec: Option<Spec>) {
+        self.stage_response = spec;
+    }
+
+    /// Answers one request: with the stage's response when one is set (no body for a
+    /// HEAD), else by albedo's endpoints ([`Albedo::handle`]).
+    pub fn answer(&mut self, method: &str, target: &str, body: &[u8]) -> Reply {
+        match &self.stage_response {
+            Some(spec) => {
+                let mut reply = self.reflect(spec);
+                if method == "HEAD" {
+                    reply.body.clear();
+                }
+                reply
+            }
+            None => self.handle(method, target, body),
         }
     }
 

@@ -15,30 +15,21 @@ use std::time::Duration;
 /// so both runs get the same response bytes.
 pub const DATE: &str = "Thu, 01 Jan 2026 00:00:00 GMT";
 
-struct State {
-    albedo: Albedo,
-    /// A stage's `input.response`: answer every request with it (as the harness's runner does).
-    stage_response: Option<Spec>,
-}
-
 /// The albedo upstream; stops when dropped.
 pub struct AlbedoServer {
     server: Loopback,
-    state: Arc<Mutex<State>>,
+    albedo: Arc<Mutex<Albedo>>,
 }
 
 impl AlbedoServer {
     /// Binds 127.0.0.1 on a free port and serves until dropped.
     pub fn start() -> anyhow::Result<AlbedoServer> {
-        let state = Arc::new(Mutex::new(State {
-            albedo: Albedo::new(DATE),
-            stage_response: None,
-        }));
-        let shared = Arc::clone(&state);
+        let albedo = Arc::new(Mutex::new(Albedo::new(DATE)));
+        let shared = Arc::clone(&albedo);
         let server = Loopback::start("albedo", move |stream| {
             let _ = serve(stream, &shared);
         })?;
-        Ok(AlbedoServer { server, state })
+        Ok(AlbedoServer { server, albedo })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -47,34 +38,21 @@ impl AlbedoServer {
 
     /// Answers every request with `spec` until called again (`None`: albedo's endpoints).
     pub fn set_stage_response(&self, spec: Option<Spec>) {
-        if let Ok(mut state) = self.state.lock() {
-            state.stage_response = spec;
+        if let Ok(mut albedo) = self.albedo.lock() {
+            albedo.set_stage_response(spec);
         }
     }
 }
 
-fn serve(stream: TcpStream, state: &Mutex<State>) -> anyhow::Result<()> {
+fn serve(stream: TcpStream, albedo: &Mutex<Albedo>) -> anyhow::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     while let Some((request, close)) = read_request(&mut reader)? {
-        let reply = {
-            let mut state = state
-                .lock()
-                .map_err(|_| anyhow::anyhow!("albedo state poisoned"))?;
-            match state.stage_response.clone() {
-                Some(spec) => {
-                    let mut reply = state.albedo.reflect(&spec);
-                    if request.method == "HEAD" {
-                        reply.body.clear();
-                    }
-                    reply
-                }
-                None => state
-                    .albedo
-                    .handle(&request.method, &request.path, &request.body),
-            }
-        };
+        let reply = albedo
+            .lock()
+            .map_err(|_| anyhow::anyhow!("albedo state poisoned"))?
+            .answer(&request.method, &request.path, &request.body);
         writer.write_all(&encode(&reply, request.method == "HEAD", close))?;
         writer.flush()?;
         if close {
