@@ -114,15 +114,19 @@ fn sorted_files(dir: &Path, extension: &str) -> anyhow::Result<Vec<PathBuf>> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_embedded_run_includes_the_built_in_sets_around_the_test_setup() {
-        let config = crs_run(&Rules::Embedded).unwrap();
-        let directives: Vec<&str> = config["directives"]
+    fn directives(config: &serde_json::Value) -> Vec<&str> {
+        config["directives"]
             .as_array()
             .unwrap()
             .iter()
             .map(|d| d.as_str().unwrap())
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_embedded_run_includes_the_built_in_sets_around_the_test_setup() {
+        let config = crs_run(&Rules::Embedded).unwrap();
+        let directives = directives(&config);
         assert_eq!(
             directives,
             [
@@ -147,12 +151,7 @@ mod tests {
         std::fs::write(rules.join("notes.txt"), "ignored").unwrap();
         let config = crs_run(&Rules::Dir(dir.clone())).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        let directives: Vec<&str> = config["directives"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_str().unwrap())
-            .collect();
+        let directives = directives(&config);
         assert_eq!(
             directives,
             ["Include @recommended", "SETUP", TEST_SETUP, "A", "B"]
